@@ -1,0 +1,236 @@
+//! Per-shard batching of event records in front of the sink.
+//!
+//! A shard appends each accepted event to its open batch. The batch is sealed when the next
+//! record would pass `batch_records_max` or `batch_bytes_max`, or `batch_linger_ms` after its
+//! first record. Sealed batches wait in a queue of at most `sink_queue_batches_max` for the
+//! shard's writer task, which hands them to the sink in order and retries failures. When the
+//! queue is full an append that needs a seal is refused (the caller answers 503): memory stays
+//! bounded and no accepted event is dropped.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+
+use crate::config::{EngineConfig, RecordFormat};
+use crate::event::Event;
+use crate::metrics::ShardMetrics;
+use crate::sink::{RecordMeta, SealedBatch, ShardSink};
+
+/// Retry delays for a failing sink write: doubling from 10 ms, capped at 1 s.
+const SINK_RETRY_FIRST_MS: u64 = 10;
+const SINK_RETRY_MAX_MS: u64 = 1_000;
+
+/// Why an append was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull;
+
+struct Open {
+    seq: u64,
+    data: Vec<u8>,
+    records: Vec<RecordMeta>,
+    keys: String,
+}
+
+pub struct Batcher {
+    shard: usize,
+    format: RecordFormat,
+    records_max: usize,
+    bytes_max: usize,
+    linger: Duration,
+    open: RefCell<Open>,
+    /// Reused encoding buffer: one record at a time.
+    scratch: RefCell<Vec<u8>>,
+    next_seq: Cell<u64>,
+    queue: RefCell<Option<LocalSender<SealedBatch>>>,
+    linger_kick: LocalSender<u64>,
+    metrics: Rc<ShardMetrics>,
+    healthy: Cell<bool>,
+}
+
+/// The tasks that drain a batcher; await `writer` after `Batcher::close`.
+pub struct BatcherTasks {
+    pub writer: glommio::task::JoinHandle<()>,
+}
+
+impl Batcher {
+    pub fn new(
+        shard: usize,
+        cfg: &EngineConfig,
+        sink: Box<dyn ShardSink>,
+        metrics: Rc<ShardMetrics>,
+    ) -> (Rc<Batcher>, BatcherTasks) {
+        assert!(cfg.batch_records_max > 0 && cfg.sink_queue_batches_max > 0);
+        let (queue_tx, queue_rx) = local_channel::new_bounded(cfg.sink_queue_batches_max);
+        let (linger_tx, linger_rx) = local_channel::new_bounded(1);
+        let batcher = Rc::new(Batcher {
+            shard,
+            format: cfg.record_format,
+            records_max: cfg.batch_records_max,
+            bytes_max: cfg.batch_bytes_max,
+            linger: Duration::from_millis(cfg.batch_linger_ms),
+            open: RefCell::new(Open {
+                seq: 0,
+                data: Vec::new(),
+                records: Vec::new(),
+                keys: String::new(),
+            }),
+            scratch: RefCell::new(Vec::with_capacity(1024)),
+            next_seq: Cell::new(1),
+            queue: RefCell::new(Some(queue_tx)),
+            linger_kick: linger_tx,
+            metrics: metrics.clone(),
+            healthy: Cell::new(true),
+        });
+        glommio::spawn_local(linger_loop(Rc::downgrade(&batcher), linger_rx)).detach();
+        let writer = glommio::spawn_local(writer_loop(batcher.clone(), sink, queue_rx)).detach();
+        (batcher, BatcherTasks { writer })
+    }
+
+    /// False while the sink's last write failed.
+    pub fn healthy(&self) -> bool {
+        self.healthy.get()
+    }
+
+    /// Appends `event`, sealing the open batch first if the record would not fit.
+    pub fn append(&self, event: &Event<'_>) -> Result<(), QueueFull> {
+        let mut scratch = self.scratch.borrow_mut();
+        scratch.clear();
+        event.encode_into(self.format, &mut scratch);
+        let mut open = self.open.borrow_mut();
+        let fits = open.records.len() < self.records_max
+            && open.data.len() + scratch.len() <= self.bytes_max;
+        if !fits && !open.records.is_empty() {
+            self.seal_open(&mut open)?;
+        }
+        if open.records.is_empty() {
+            open.seq = self.next_seq.get();
+            self.next_seq.set(open.seq + 1);
+            let _ = self.linger_kick.try_send(open.seq);
+        }
+        let offset = open.data.len() as u32;
+        open.data.extend_from_slice(&scratch);
+        let key_offset = open.keys.len() as u32;
+        open.keys.push_str(&event.campaign.program_id);
+        open.records.push(RecordMeta {
+            offset,
+            len: scratch.len() as u32,
+            message_id: event.message_id,
+            key_offset,
+            key_len: event.campaign.program_id.len() as u32,
+        });
+        Ok(())
+    }
+
+    fn seal_open(&self, open: &mut Open) -> Result<(), QueueFull> {
+        let queue = self.queue.borrow();
+        let Some(queue) = queue.as_ref() else {
+            return Err(QueueFull);
+        };
+        if queue.is_full() {
+            self.metrics.sink_queue_full.inc();
+            return Err(QueueFull);
+        }
+        let batch = self.take(open);
+        queue.try_send(batch).map_err(|_| QueueFull)?;
+        self.metrics.sink_queue_batches.inc();
+        Ok(())
+    }
+
+    fn take(&self, open: &mut Open) -> SealedBatch {
+        let records_cap = open.records.len().min(self.records_max);
+        let data_cap = open.data.len();
+        self.metrics.batches_sealed.inc();
+        SealedBatch {
+            shard: self.shard,
+            seq: open.seq,
+            format: self.format,
+            data: std::mem::replace(&mut open.data, Vec::with_capacity(data_cap)),
+            records: std::mem::replace(&mut open.records, Vec::with_capacity(records_cap)),
+            keys: std::mem::take(&mut open.keys),
+        }
+    }
+
+    /// Seals the open batch if it is still batch `seq` (a linger deadline passed).
+    fn seal_if_still(&self, seq: u64) -> Result<(), QueueFull> {
+        let mut open = self.open.borrow_mut();
+        if open.seq == seq && !open.records.is_empty() {
+            self.seal_open(&mut open)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Seals whatever is open, waiting for queue room, and closes the queue: the writer drains
+    /// it and closes the sink. Appends after this are refused.
+    pub async fn close(&self) {
+        let batch = {
+            let mut open = self.open.borrow_mut();
+            (!open.records.is_empty()).then(|| self.take(&mut open))
+        };
+        let queue = self.queue.borrow_mut().take();
+        if let (Some(batch), Some(queue)) = (batch, &queue) {
+            if queue.send(batch).await.is_ok() {
+                self.metrics.sink_queue_batches.inc();
+            }
+        }
+        drop(queue);
+    }
+}
+
+async fn linger_loop(batcher: std::rc::Weak<Batcher>, kicks: LocalReceiver<u64>) {
+    while let Some(seq) = kicks.recv().await {
+        let Some(linger) = batcher.upgrade().map(|b| b.linger) else {
+            return;
+        };
+        glommio::timer::sleep(linger).await;
+        loop {
+            let Some(b) = batcher.upgrade() else { return };
+            if b.seal_if_still(seq).is_ok() {
+                break;
+            }
+            // The queue is full: the sink is behind. Try again shortly; appends are being
+            // refused meanwhile, so this batch cannot grow.
+            drop(b);
+            glommio::timer::sleep(Duration::from_millis(SINK_RETRY_FIRST_MS)).await;
+        }
+    }
+}
+
+async fn writer_loop(
+    batcher: Rc<Batcher>,
+    mut sink: Box<dyn ShardSink>,
+    queue: LocalReceiver<SealedBatch>,
+) {
+    let metrics = batcher.metrics.clone();
+    while let Some(batch) = queue.recv().await {
+        let mut delay = SINK_RETRY_FIRST_MS;
+        loop {
+            match sink.write(&batch).await {
+                Ok(()) => {
+                    batcher.healthy.set(true);
+                    metrics.events_written.inc_by(batch.len() as u64);
+                    metrics.sink_queue_batches.dec();
+                    break;
+                }
+                Err(e) => {
+                    batcher.healthy.set(false);
+                    metrics.sink_errors.inc();
+                    eprintln!(
+                        "beacon: shard {}: sink write failed, retrying in {delay} ms: {e}",
+                        batcher.shard
+                    );
+                    glommio::timer::sleep(Duration::from_millis(delay)).await;
+                    delay = (delay * 2).min(SINK_RETRY_MAX_MS);
+                }
+            }
+        }
+    }
+    if let Err(e) = sink.close().await {
+        eprintln!(
+            "beacon: shard {}: closing the sink failed: {e}",
+            batcher.shard
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! The per-shard L1 cache of campaign core data.
+//!
+//! Each shard owns one `L1Map` (a papaya map, lock-free for readers on any shard) and is its
+//! only writer through `L1Owner`, which keeps the eviction ring and the in-flight loads. In
+//! `local` routing other shards read the owner's map directly and send only misses to the owner,
+//! so single-flight and eviction stay single-threaded.
+//!
+//! - Expiry after write: positive entries are fresh for `l1_ttl_secs`, negative ("unknown id")
+//!   entries for `l1_negative_ttl_secs`.
+//! - Stale-while-revalidate: a positive entry past its TTL that was read since the CLOCK hand last
+//!   passed it ("hot") is served while one background refresh runs.
+//! - Generation: `invalidate_all` bumps the generation; entries written before it are reloaded
+//!   on their next lookup (used when a push feed may have missed updates).
+//! - Eviction: CLOCK (second chance). At capacity the hand walks the ring, clearing `visited`
+//!   bits, and evicts the first entry not read since the last pass.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_channel::oneshot;
+use xxhash_rust::xxh3::Xxh3Builder;
+
+use crate::campaign::Campaign;
+use crate::core_data::{CoreDataError, CoreDataLookup};
+
+/// What a lookup found, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L1Outcome {
+    /// A fresh positive entry.
+    Hit,
+    /// No entry: loaded from core data.
+    Miss,
+    /// An entry past its TTL (or written before the last invalidation), reloaded.
+    Expired,
+    /// A fresh negative entry: the id is known to be unknown.
+    Negative,
+    /// A hot entry past its TTL, served while a background refresh runs.
+    Stale,
+}
+
+impl L1Outcome {
+    pub const ALL: [L1Outcome; 5] = [
+        L1Outcome::Hit,
+        L1Outcome::Miss,
+        L1Outcome::Expired,
+        L1Outcome::Negative,
+        L1Outcome::Stale,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            L1Outcome::Hit => "hit",
+            L1Outcome::Miss => "miss",
+            L1Outcome::Expired => "expired",
+            L1Outcome::Negative => "negative",
+            L1Outcome::Stale => "stale",
+        }
+    }
+}
+
+/// One cached answer: a campaign, or the fact that the id is unknown.
+pub struct Entry {
+    pub campaign: Option<Arc<Campaign>>,
+    written_at_ms: u64,
+    generation: u64,
+    visited: AtomicBool,
+    refreshing: AtomicBool,
+}
+
+/// The result of probing the map without touching core data.
+pub enum Probe {
+    /// Serve this answer (`None` = unknown id). The outcome is `Hit`, `Negative` or `Stale`;
+    /// with `Stale` the caller must ask the owner to refresh.
+    Ready(Option<Arc<Campaign>>, L1Outcome),
+    /// No usable answer; the owner must load it. The outcome is `Miss` or `Expired`.
+    Load(L1Outcome),
+}
+
+/// Milliseconds since the first call in this process: a monotonic, cheap clock.
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// A shard's map, readable from every shard.
+pub struct L1Map {
+    map: papaya::HashMap<Box<str>, Entry, Xxh3Builder>,
+    ttl_ms: u64,
+    negative_ttl_ms: u64,
+    generation: AtomicU64,
+}
+
+impl L1Map {
+    pub fn new(capacity: usize, ttl_secs: u64, negative_ttl_secs: u64) -> Self {
+        assert!(capacity > 0, "an L1 of zero entries is a bug");
+        // A random seed, so clients cannot pick campaign ids that collide on purpose.
+        let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
+        L1Map {
+            map: papaya::HashMap::builder()
+                .capacity(capacity)
+                .hasher(Xxh3Builder::new().with_seed(seed))
+                .build(),
+            ttl_ms: ttl_secs * 1000,
+            negative_ttl_ms: negative_ttl_secs * 1000,
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Looks `id` up as of `now`. Never blocks, never loads.
+    pub fn probe(&self, id: &str, now: u64) -> Probe {
+        let guard = self.map.guard();
+        let Some(entry) = self.map.get(id, &guard) else {
+            return Probe::Load(L1Outcome::Miss);
+        };
+        if !entry.visited.load(Ordering::Relaxed) {
+            entry.visited.store(true, Ordering::Relaxed);
+        }
+        let age = now.saturating_sub(entry.written_at_ms);
+        let current = entry.generation == self.generation.load(Ordering::Acquire);
+        match &entry.campaign {
+            None if current && age < self.negative_ttl_ms => {
+                Probe::Ready(None, L1Outcome::Negative)
+            }
+            None => Probe::Load(L1Outcome::Expired),
+            Some(c) if current && age < self.ttl_ms => {
+                Probe::Ready(Some(c.clone()), L1Outcome::Hit)
+            }
+            Some(c) if current => {
+                // Past its TTL but read recently enough to still hold its `visited` bit: serve
+                // it once more while exactly one refresh (the CAS winner's) runs.
+                if entry.refreshing.load(Ordering::Relaxed)
+                    || entry
+                        .refreshing
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    Probe::Ready(Some(c.clone()), L1Outcome::Stale)
+                } else {
+                    Probe::Load(L1Outcome::Expired)
+                }
+            }
+            Some(_) => Probe::Load(L1Outcome::Expired),
+        }
+    }
+
+    /// Marks every entry for revalidation on its next lookup.
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+type LoadResult = Result<Option<Arc<Campaign>>, CoreDataError>;
+
+/// The owner shard's write side of its `L1Map`. `!Send`: lives on its shard.
+pub struct L1Owner {
+    map: Arc<L1Map>,
+    capacity: usize,
+    len: Cell<usize>,
+    /// CLOCK ring of keys in insertion order; keys of removed entries are skipped lazily.
+    ring: RefCell<VecDeque<Box<str>>>,
+    inflight: RefCell<HashMap<Box<str>, Vec<oneshot::Sender<LoadResult>>>>,
+    lookup: Box<dyn CoreDataLookup>,
+    evictions: Cell<u64>,
+}
+
+impl L1Owner {
+    pub fn new(map: Arc<L1Map>, capacity: usize, lookup: Box<dyn CoreDataLookup>) -> Rc<Self> {
+        assert!(capacity > 0);
+        Rc::new(L1Owner {
+            map,
+            capacity,
+            len: Cell::new(0),
+            ring: RefCell::new(VecDeque::with_capacity(capacity)),
+            inflight: RefCell::new(HashMap::new()),
+            lookup,
+            evictions: Cell::new(0),
+        })
+    }
+
+    pub fn map(&self) -> &Arc<L1Map> {
+        &self.map
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.get()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len.get() == 0
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.evictions.get()
+    }
+
+    /// Stores an answer for `id` (a campaign, or `None` for unknown), evicting if full.
+    pub fn insert(&self, id: &str, campaign: Option<Arc<Campaign>>) {
+        let entry = Entry {
+            campaign,
+            written_at_ms: now_ms(),
+            generation: self.map.generation.load(Ordering::Acquire),
+            visited: AtomicBool::new(false),
+            refreshing: AtomicBool::new(false),
+        };
+        let guard = self.map.map.guard();
+        let is_new = !self.map.map.contains_key(id, &guard);
+        if is_new && self.len.get() >= self.capacity {
+            self.evict_one(&guard);
+        }
+        self.map.map.insert(id.into(), entry, &guard);
+        if is_new {
+            self.len.set(self.len.get() + 1);
+            self.ring.borrow_mut().push_back(id.into());
+        }
+    }
+
+    /// Drops `id` from the cache (a delete pushed by the core data store).
+    pub fn remove(&self, id: &str) {
+        let guard = self.map.map.guard();
+        if self.map.map.remove(id, &guard).is_some() {
+            self.len.set(self.len.get() - 1);
+        }
+    }
+
+    fn evict_one(&self, guard: &impl papaya::Guard) {
+        let mut ring = self.ring.borrow_mut();
+        // Two full turns always find a victim: the first clears every visited bit.
+        for _ in 0..ring.len() * 2 + 1 {
+            let Some(key) = ring.pop_front() else { return };
+            match self.map.map.get(&*key, guard) {
+                None => continue,
+                Some(e) if e.visited.swap(false, Ordering::Relaxed) => ring.push_back(key),
+                Some(_) => {
+                    self.map.map.remove(&*key, guard);
+                    self.len.set(self.len.get() - 1);
+                    self.evictions.set(self.evictions.get() + 1);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Loads `id` from core data, one lookup in flight per id however many ask. The lookup runs
+    /// in its own task, so a caller that goes away (a closed connection) does not strand the
+    /// others. Errors are not cached.
+    pub async fn load(self: &Rc<Self>, id: &str) -> LoadResult {
+        let (tx, rx) = oneshot::channel();
+        let first = {
+            let mut inflight = self.inflight.borrow_mut();
+            match inflight.get_mut(id) {
+                Some(waiters) => {
+                    waiters.push(tx);
+                    false
+                }
+                None => {
+                    inflight.insert(id.into(), vec![tx]);
+                    true
+                }
+            }
+        };
+        if first {
+            let owner = self.clone();
+            let id: Box<str> = id.into();
+            glommio::spawn_local(async move {
+                let result = owner
+                    .lookup
+                    .lookup(&id)
+                    .await
+                    .map(|found| found.map(Arc::new));
+                if let Ok(found) = &result {
+                    owner.insert(&id, found.clone());
+                }
+                let waiters = owner.inflight.borrow_mut().remove(&id).unwrap_or_default();
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            })
+            .detach();
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(CoreDataError::Unavailable("lookup task ended".into())))
+    }
+
+    /// Starts a background refresh of `id` (after a `Stale` serve); joins one already running.
+    pub fn refresh(self: &Rc<Self>, id: &str) {
+        let owner = self.clone();
+        let id: Box<str> = id.into();
+        glommio::spawn_local(async move {
+            if owner.load(&id).await.is_err() {
+                // Keep serving the stale entry, and let the next stale read try again.
+                let guard = owner.map.map.guard();
+                if let Some(e) = owner.map.map.get(&*id, &guard) {
+                    e.refreshing.store(false, Ordering::Relaxed);
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core_data::{EmbeddedCoreData, LookupFuture};
+    use std::cell::Cell;
+
+    fn campaign(id: &str) -> Option<Arc<Campaign>> {
+        Some(Arc::new(Campaign {
+            program_id: id.into(),
+            program_name: "p".into(),
+            checksum: "1".into(),
+            customer_id: 1,
+            customer_name: "c".into(),
+            valid: true,
+        }))
+    }
+
+    fn owner(capacity: usize, ttl: u64, neg_ttl: u64) -> Rc<L1Owner> {
+        let map = Arc::new(L1Map::new(capacity, ttl, neg_ttl));
+        L1Owner::new(map, capacity, Box::new(EmbeddedCoreData::samples()))
+    }
+
+    #[test]
+    fn bound_holds_under_churn_and_hot_keys_survive() {
+        let l1 = owner(100, 600, 30);
+        let hot: Vec<String> = (0..10).map(|i| format!("hot{i}")).collect();
+        for h in &hot {
+            l1.insert(h, campaign(h));
+        }
+        for i in 0..10_000 {
+            let key = format!("cold{i}");
+            l1.insert(&key, campaign(&key));
+            assert!(l1.len() <= 100, "len {} at step {i}", l1.len());
+            assert!(l1.map().len() <= 100);
+            for h in &hot {
+                let _ = l1.map().probe(h, now_ms());
+            }
+        }
+        assert_eq!(l1.len(), 100);
+        assert!(l1.evictions() >= 9_900);
+        for h in &hot {
+            assert!(
+                matches!(
+                    l1.map().probe(h, now_ms()),
+                    Probe::Ready(Some(_), L1Outcome::Hit)
+                ),
+                "{h} evicted"
+            );
+        }
+    }
+
+    #[test]
+    fn ttl_negative_stale_and_generation() {
+        let l1 = owner(10, 1, 1);
+        l1.insert("a", campaign("a"));
+        l1.insert("gone", None);
+        let now = now_ms();
+        assert!(matches!(
+            l1.map().probe("a", now),
+            Probe::Ready(Some(_), L1Outcome::Hit)
+        ));
+        assert!(matches!(
+            l1.map().probe("gone", now),
+            Probe::Ready(None, L1Outcome::Negative)
+        ));
+        assert!(matches!(
+            l1.map().probe("nope", now),
+            Probe::Load(L1Outcome::Miss)
+        ));
+        // 2 s later: "a" was read (hot) so it is served stale; the negative entry expired.
+        let later = now + 2_000;
+        assert!(matches!(
+            l1.map().probe("a", later),
+            Probe::Ready(Some(_), L1Outcome::Stale)
+        ));
+        assert!(matches!(
+            l1.map().probe("gone", later),
+            Probe::Load(L1Outcome::Expired)
+        ));
+        // After an invalidation every entry must be reloaded.
+        l1.insert("b", campaign("b"));
+        l1.map().invalidate_all();
+        assert!(matches!(
+            l1.map().probe("b", now_ms()),
+            Probe::Load(L1Outcome::Expired)
+        ));
+        l1.remove("b");
+        assert!(matches!(
+            l1.map().probe("b", now_ms()),
+            Probe::Load(L1Outcome::Miss)
+        ));
+    }
+
+    struct Counting(Rc<Cell<usize>>);
+    impl CoreDataLookup for Counting {
+        fn lookup(&self, id: &str) -> LookupFuture {
+            self.0.set(self.0.get() + 1);
+            let found = (id == "212313").then(|| campaign(id).unwrap().as_ref().clone());
+            Box::pin(async move {
+                glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(found)
+            })
+        }
+    }
+
+    #[test]
+    fn single_flight_coalesces_concurrent_misses() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 << 10)
+            .make()
+            .unwrap()
+            .run(async {
+                let calls = Rc::new(Cell::new(0));
+                let map = Arc::new(L1Map::new(10, 600, 30));
+                let l1 = L1Owner::new(map, 10, Box::new(Counting(calls.clone())));
+                let tasks: Vec<_> = (0..50)
+                    .map(|i| {
+                        let l1 = l1.clone();
+                        let id = if i % 2 == 0 { "212313" } else { "unknown" };
+                        glommio::spawn_local(async move { l1.load(id).await })
+                    })
+                    .collect();
+                let mut found = 0;
+                for t in tasks {
+                    if t.await.unwrap().is_some() {
+                        found += 1;
+                    }
+                }
+                assert_eq!(found, 25);
+                assert_eq!(calls.get(), 2, "one lookup per id");
+                assert!(matches!(
+                    l1.map().probe("unknown", now_ms()),
+                    Probe::Ready(None, L1Outcome::Negative)
+                ));
+            });
+    }
+}

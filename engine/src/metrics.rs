@@ -1,0 +1,307 @@
+//! Every metric the engine exports, defined in one place.
+//!
+//! Families are registered once in a shared `prometheus::Registry`; each shard resolves its own
+//! labelled children at start (`ShardMetrics`), so the request path pays one uncontended atomic
+//! add per counter and never hashes label values.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+use crate::campaign::BadId;
+use crate::l1::L1Outcome;
+
+/// Routes as metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Event,
+    Pixel,
+    HealthCheck,
+    HealthReady,
+    Metrics,
+    Other,
+}
+
+impl Route {
+    pub const ALL: [Route; 6] = [
+        Route::Event,
+        Route::Pixel,
+        Route::HealthCheck,
+        Route::HealthReady,
+        Route::Metrics,
+        Route::Other,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Event => "event",
+            Route::Pixel => "pixel",
+            Route::HealthCheck => "health_check",
+            Route::HealthReady => "health_ready",
+            Route::Metrics => "metrics",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// Statuses the engine itself answers with; anything else is counted as "other".
+const STATUSES: [u16; 10] = [200, 204, 400, 403, 404, 405, 414, 431, 503, 500];
+
+/// Why an event was refused after its id passed validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The campaign's `valid` flag is false.
+    Invalid,
+    /// The sink is behind and the shard's queue is full.
+    Backpressure,
+    /// Core data could not be read and the engine is configured to reject.
+    Unavailable,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [
+        Refusal::Invalid,
+        Refusal::Backpressure,
+        Refusal::Unavailable,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Invalid => "invalid",
+            Refusal::Backpressure => "backpressure",
+            Refusal::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Why a request was answered 4xx before any lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadRequest {
+    Id(BadId),
+    PathTooLong,
+    Method,
+}
+
+impl BadRequest {
+    pub const ALL: [BadRequest; 5] = [
+        BadRequest::Id(BadId::Empty),
+        BadRequest::Id(BadId::TooLong),
+        BadRequest::Id(BadId::BadChar),
+        BadRequest::PathTooLong,
+        BadRequest::Method,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BadRequest::Id(b) => b.as_str(),
+            BadRequest::PathTooLong => "path_too_long",
+            BadRequest::Method => "method",
+        }
+    }
+}
+
+/// The metric families, shared by all shards.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    l1: IntCounterVec,
+    forwarded: IntCounterVec,
+    batches: IntCounterVec,
+    accepted: IntCounterVec,
+    written: IntCounterVec,
+    refused: IntCounterVec,
+    bad: IntCounterVec,
+    conns: IntGaugeVec,
+    conns_refused: IntCounterVec,
+    queue: IntGaugeVec,
+    queue_full: IntCounterVec,
+    sink_errors: IntCounterVec,
+    shard_up: IntGaugeVec,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+    r.register(Box::new(m.clone()))
+        .expect("metric names are unique");
+    m
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let c = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let g = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        Metrics {
+            requests: c("beacon_requests_total", "HTTP requests answered, by route, status and shard", &["route", "status", "shard"]),
+            latency: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "beacon_request_duration_seconds",
+                        "Time from request head parsed to response ready, tracking routes",
+                    )
+                    .buckets(vec![
+                        0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+                        0.025, 0.05, 0.1, 0.25,
+                    ]),
+                    &["route", "shard"],
+                )
+                .expect("valid metric"),
+            ),
+            l1: c("beacon_l1_lookups_total", "L1 lookups by outcome and by the shard whose map was read (the campaign's owner)", &["outcome", "shard"]),
+            forwarded: c("beacon_forwarded_total", "Requests (owner routing) or misses (local routing) sent to the owner shard, by sending shard", &["kind", "shard"]),
+            batches: c("beacon_batches_sealed_total", "Batches sealed", &["shard"]),
+            accepted: c("beacon_events_accepted_total", "Events accepted into a batch (the client got 200/204)", &["shard"]),
+            written: c("beacon_events_written_total", "Events the sink has taken responsibility for", &["shard"]),
+            refused: c("beacon_events_refused_total", "Requests for a known campaign that produced no event, by reason", &["reason", "shard"]),
+            bad: c("beacon_bad_requests_total", "Requests refused before lookup, by reason", &["reason", "shard"]),
+            conns: g("beacon_connections_open", "Open client connections", &["shard"]),
+            conns_refused: c("beacon_connections_refused_total", "Connections closed at once because the shard was at connections_per_shard_max", &["shard"]),
+            queue: g("beacon_sink_queue_batches", "Sealed batches waiting for or being written by the sink", &["shard"]),
+            queue_full: c("beacon_sink_queue_full_total", "Seals refused because the sink queue was full", &["shard"]),
+            sink_errors: c("beacon_sink_errors_total", "Failed sink writes (each is retried)", &["shard"]),
+            shard_up: g("beacon_shard_up", "1 while the shard serves", &["shard"]),
+            registry: r,
+        }
+    }
+
+    /// Resolves shard `shard`'s children.
+    pub fn for_shard(&self, shard: usize) -> ShardMetrics {
+        let s = shard.to_string();
+        let s = s.as_str();
+        ShardMetrics {
+            requests: Route::ALL
+                .iter()
+                .map(|route| {
+                    STATUSES
+                        .iter()
+                        .map(|st| {
+                            self.requests
+                                .with_label_values(&[route.as_str(), &st.to_string(), s])
+                        })
+                        .chain(std::iter::once(self.requests.with_label_values(&[
+                            route.as_str(),
+                            "other",
+                            s,
+                        ])))
+                        .collect()
+                })
+                .collect(),
+            latency: [Route::Event, Route::Pixel]
+                .iter()
+                .map(|r| self.latency.with_label_values(&[r.as_str(), s]))
+                .collect(),
+            l1: L1Outcome::ALL
+                .iter()
+                .map(|o| self.l1.with_label_values(&[o.as_str(), s]))
+                .collect(),
+            forwarded_requests: self.forwarded.with_label_values(&["request", s]),
+            forwarded_misses: self.forwarded.with_label_values(&["miss", s]),
+            batches_sealed: self.batches.with_label_values(&[s]),
+            events_accepted: self.accepted.with_label_values(&[s]),
+            events_written: self.written.with_label_values(&[s]),
+            refused: Refusal::ALL
+                .iter()
+                .map(|r| self.refused.with_label_values(&[r.as_str(), s]))
+                .collect(),
+            bad: BadRequest::ALL
+                .iter()
+                .map(|b| self.bad.with_label_values(&[b.as_str(), s]))
+                .collect(),
+            connections_open: self.conns.with_label_values(&[s]),
+            connections_refused: self.conns_refused.with_label_values(&[s]),
+            sink_queue_batches: self.queue.with_label_values(&[s]),
+            sink_queue_full: self.queue_full.with_label_values(&[s]),
+            sink_errors: self.sink_errors.with_label_values(&[s]),
+            shard_up: self.shard_up.with_label_values(&[s]),
+        }
+    }
+
+    /// Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &self.registry.gather(),
+            &mut out,
+        )
+        .expect("encoding to memory cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One shard's resolved metric children.
+pub struct ShardMetrics {
+    requests: Vec<Vec<IntCounter>>,
+    latency: Vec<Histogram>,
+    l1: Vec<IntCounter>,
+    pub forwarded_requests: IntCounter,
+    pub forwarded_misses: IntCounter,
+    pub batches_sealed: IntCounter,
+    pub events_accepted: IntCounter,
+    pub events_written: IntCounter,
+    refused: Vec<IntCounter>,
+    bad: Vec<IntCounter>,
+    pub connections_open: IntGauge,
+    pub connections_refused: IntCounter,
+    pub sink_queue_batches: IntGauge,
+    pub sink_queue_full: IntCounter,
+    pub sink_errors: IntCounter,
+    pub shard_up: IntGauge,
+}
+
+impl ShardMetrics {
+    pub fn request(&self, route: Route, status: u16) {
+        let r = Route::ALL
+            .iter()
+            .position(|x| *x == route)
+            .unwrap_or(Route::ALL.len() - 1);
+        let s = STATUSES
+            .iter()
+            .position(|x| *x == status)
+            .unwrap_or(STATUSES.len());
+        self.requests[r][s].inc();
+    }
+
+    pub fn latency(&self, route: Route, seconds: f64) {
+        match route {
+            Route::Event => self.latency[0].observe(seconds),
+            Route::Pixel => self.latency[1].observe(seconds),
+            _ => {}
+        }
+    }
+
+    /// Counts an L1 lookup; call on the metrics of the shard whose map was read.
+    pub fn l1(&self, outcome: L1Outcome) {
+        let i = L1Outcome::ALL
+            .iter()
+            .position(|x| *x == outcome)
+            .unwrap_or(0);
+        self.l1[i].inc();
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        let i = Refusal::ALL.iter().position(|x| *x == why).unwrap_or(0);
+        self.refused[i].inc();
+    }
+
+    pub fn bad(&self, why: BadRequest) {
+        let i = BadRequest::ALL.iter().position(|x| *x == why).unwrap_or(0);
+        self.bad[i].inc();
+    }
+}

@@ -1,0 +1,212 @@
+//! The server: checks the environment, binds one SO_REUSEPORT socket per shard, starts one
+//! pinned glommio executor per shard, and turns SIGTERM/SIGINT into an orderly shutdown.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{EngineConfig, FieldError};
+use crate::core_data::CoreDataSource;
+use crate::l1::L1Map;
+use crate::metrics::Metrics;
+use crate::preflight::{self, PreflightError};
+use crate::shard::{self, ShardError, ShardInputs};
+use crate::sink::Sink;
+
+/// Connections the kernel queues per shard socket before the shard accepts them.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// State every shard can read.
+pub struct Shared {
+    pub cfg: EngineConfig,
+    pub shards: usize,
+    /// Every shard's L1 map, indexed by shard id; shard i writes only `maps[i]`.
+    pub maps: Vec<Arc<L1Map>>,
+    pub metrics: Metrics,
+    pub shutting_down: AtomicBool,
+    pub shards_up: AtomicUsize,
+    pub http_done: AtomicUsize,
+    pub sink_healthy: Vec<AtomicBool>,
+    pub sink_name: &'static str,
+    pub core_data_name: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<FieldError>),
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error("cannot listen on {addr}: {source} (is another server, perhaps an old beacon, using the port?)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start shard executor: {0}")]
+    Executor(String),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+}
+
+/// A running server. `wait` blocks until it has shut down.
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    handles: Vec<glommio::ExecutorJoinHandle<Result<(), ShardError>>>,
+}
+
+impl Server {
+    /// Validates `cfg`, checks the environment, binds and starts every shard.
+    pub fn start(
+        cfg: EngineConfig,
+        core_data: Arc<dyn CoreDataSource>,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Server, ServerError> {
+        cfg.validate().map_err(ServerError::Config)?;
+        let shards = cfg.shard_count();
+        preflight::check(shards, cfg.io_memory_bytes)?;
+        let (sockets, local_addr) = bind_all(cfg.listen, shards)?;
+        let maps = (0..shards)
+            .map(|_| {
+                Arc::new(L1Map::new(
+                    cfg.l1_entries_per_shard(),
+                    cfg.l1_ttl_secs,
+                    cfg.l1_negative_ttl_secs,
+                ))
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            shards,
+            maps,
+            metrics: Metrics::new(),
+            shutting_down: AtomicBool::new(false),
+            shards_up: AtomicUsize::new(0),
+            http_done: AtomicUsize::new(0),
+            sink_healthy: (0..shards).map(|_| AtomicBool::new(true)).collect(),
+            sink_name: sink.name(),
+            core_data_name: core_data.name(),
+            cfg,
+        });
+        let mesh = MeshBuilder::full(shards, shared.cfg.mesh_channel_capacity);
+        let cpus = allowed_cpus();
+        let mut handles = Vec::with_capacity(shards);
+        for (i, listener) in sockets.into_iter().enumerate() {
+            let placement = if shared.cfg.pin_shards && !cpus.is_empty() {
+                Placement::Fixed(cpus[i % cpus.len()])
+            } else {
+                Placement::Unbound
+            };
+            let inputs = ShardInputs {
+                shared: shared.clone(),
+                mesh: mesh.clone(),
+                listener,
+                core_data: core_data.clone(),
+                sink: sink.clone(),
+            };
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("beacon-shard-{i}"))
+                .io_memory(shared.cfg.io_memory_bytes)
+                .spin_before_park(Duration::from_micros(shared.cfg.spin_before_park_us))
+                .spawn(move || shard::run(inputs))
+                .map_err(|e| ServerError::Executor(e.to_string()))?;
+            handles.push(handle);
+        }
+        Ok(Server {
+            shared,
+            local_addr,
+            handles,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shared.shards
+    }
+
+    /// A handle that starts the shutdown from any thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.shared.clone())
+    }
+
+    /// Blocks until every shard has stopped; the first shard error, if any.
+    pub fn wait(self) -> Result<(), ServerError> {
+        let mut first_err = None;
+        for h in self.handles {
+            let result = match h.join() {
+                Ok(r) => r.map_err(ServerError::from),
+                Err(e) => Err(ServerError::Executor(e.to_string())),
+            };
+            if let Err(e) = result {
+                // One shard failing stops the others: a partial engine would silently drop
+                // the campaigns it owns.
+                self.shared.shutting_down.store(true, Ordering::Release);
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[derive(Clone)]
+pub struct Stopper(Arc<Shared>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.shutting_down.store(true, Ordering::Release);
+    }
+}
+
+/// Binds `shards` sockets to `addr` with SO_REUSEPORT. With port 0 the first socket picks the
+/// port and the others join it.
+fn bind_all(addr: SocketAddr, shards: usize) -> Result<(Vec<OwnedFd>, SocketAddr), ServerError> {
+    let mut bound = addr;
+    let mut sockets = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let err = |source| ServerError::Bind {
+            addr: bound,
+            source,
+        };
+        let socket = Socket::new(
+            Domain::for_address(bound),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .map_err(err)?;
+        socket.set_reuse_port(true).map_err(err)?;
+        socket.set_reuse_address(true).map_err(err)?;
+        socket.bind(&bound.into()).map_err(err)?;
+        socket.listen(LISTEN_BACKLOG).map_err(err)?;
+        if bound.port() == 0 {
+            bound = socket
+                .local_addr()
+                .map_err(err)?
+                .as_socket()
+                .expect("a TCP socket has an inet address");
+        }
+        sockets.push(OwnedFd::from(socket));
+    }
+    Ok((sockets, bound))
+}
+
+/// CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}

@@ -1,0 +1,233 @@
+//! One shard: a pinned glommio executor that accepts connections on its own SO_REUSEPORT
+//! socket, serves them with hyper, owns one L1 map and one batch, and answers its peers.
+//!
+//! Shutdown, once the server's flag is set: stop accepting; ask every connection to finish its
+//! in-flight request and close (hyper's graceful shutdown); wait up to `shutdown_grace_ms` for
+//! them; wait until every shard is done with HTTP (peers may still forward requests here until
+//! then); seal the open batch, let the writer drain the queue into the sink, close the sink.
+
+use std::cell::Cell;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::unix::io::FromRawFd;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use futures_lite::future;
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
+use glommio::net::{TcpListener, TcpStream};
+use hyper::server::conn::http1;
+
+use crate::batcher::Batcher;
+use crate::core_data::CoreDataSource;
+use crate::l1::L1Owner;
+use crate::mesh::{spawn_receivers, MeshMsg};
+use crate::metrics::ShardMetrics;
+use crate::pending::PendingTable;
+use crate::rt::{HyperStream, ShardTimer};
+use crate::server::Shared;
+use crate::sink::{Sink, SinkError};
+use crate::track::ShardCtx;
+
+/// How often a shard looks at the server's shutdown flag.
+const SHUTDOWN_POLL_MS: u64 = 20;
+/// Pause after a failed accept (for example out of file descriptors) before the next one.
+const ACCEPT_RETRY_MS: u64 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("shard could not join the channel mesh")]
+    Mesh,
+    #[error("shard {shard} could not open its sink: {source}")]
+    Sink { shard: usize, source: SinkError },
+}
+
+pub struct ShardInputs {
+    pub shared: Arc<Shared>,
+    pub mesh: MeshBuilder<MeshMsg, Full>,
+    pub listener: OwnedFd,
+    pub core_data: Arc<dyn CoreDataSource>,
+    pub sink: Arc<dyn Sink>,
+}
+
+pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
+    let ShardInputs {
+        shared,
+        mesh,
+        listener,
+        core_data,
+        sink,
+    } = inputs;
+    let (senders, mut receivers) = mesh.join().await.map_err(|_| ShardError::Mesh)?;
+    // glommio numbers mesh peers by executor id; that number is this shard's id everywhere.
+    let id = senders.peer_id();
+    let cfg = &shared.cfg;
+    let metrics = Rc::new(shared.metrics.for_shard(id));
+    let l1 = L1Owner::new(
+        shared.maps[id].clone(),
+        cfg.l1_entries_per_shard(),
+        core_data.for_shard(id),
+    );
+    let shard_sink = sink
+        .open(id)
+        .await
+        .map_err(|source| ShardError::Sink { shard: id, source })?;
+    let (batcher, batcher_tasks) = Batcher::new(id, cfg, shard_sink, metrics.clone());
+    let ctx = Rc::new(ShardCtx {
+        id,
+        shared: shared.clone(),
+        l1,
+        batcher,
+        metrics: metrics.clone(),
+        senders,
+        handled: Rc::new(PendingTable::default()),
+        resolved: Rc::new(PendingTable::default()),
+        connections: Cell::new(0),
+    });
+    spawn_receivers(&ctx, &mut receivers);
+    spawn_sink_health(ctx.clone());
+
+    // SAFETY: the fd is a bound, listening TCP socket that this shard now owns alone.
+    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    let stop = Rc::new(Event::new());
+    spawn_shutdown_watch(shared.clone(), stop.clone());
+
+    let mut http = http1::Builder::new();
+    http.timer(ShardTimer)
+        .header_read_timeout(Duration::from_millis(cfg.header_read_timeout_ms))
+        .max_buf_size(cfg.header_bytes_max.max(8192))
+        .keep_alive(true);
+    let http = Rc::new(http);
+
+    shared.shards_up.fetch_add(1, Ordering::AcqRel);
+    metrics.shard_up.set(1);
+
+    accept_loop(&ctx, &listener, &http, &stop).await;
+    drop(listener);
+    shared.shards_up.fetch_sub(1, Ordering::AcqRel);
+
+    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    let deadline = Instant::now() + grace;
+    while ctx.connections.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    shared.http_done.fetch_add(1, Ordering::AcqRel);
+    let deadline = Instant::now() + grace + Duration::from_secs(1);
+    while shared.http_done.load(Ordering::Acquire) < shared.shards && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    ctx.batcher.close().await;
+    batcher_tasks.writer.await;
+    metrics.shard_up.set(0);
+    Ok(())
+}
+
+async fn accept_loop(
+    ctx: &Rc<ShardCtx>,
+    listener: &TcpListener,
+    http: &Rc<http1::Builder>,
+    stop: &Rc<Event>,
+) {
+    loop {
+        let stopped = stop.listen();
+        if ctx.shared.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            stopped.await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                eprintln!("beacon: shard {}: accept failed: {e}", ctx.id);
+                glommio::timer::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                continue;
+            }
+        };
+        if ctx.connections.get() >= ctx.shared.cfg.connections_per_shard_max {
+            ctx.metrics.connections_refused.inc();
+            drop(stream);
+            continue;
+        }
+        glommio::spawn_local(serve_connection(
+            ctx.clone(),
+            http.clone(),
+            stream,
+            stop.clone(),
+        ))
+        .detach();
+    }
+}
+
+struct ConnGuard<'a>(&'a ShardCtx, &'a ShardMetrics);
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+        self.1.connections_open.dec();
+    }
+}
+
+async fn serve_connection(
+    ctx: Rc<ShardCtx>,
+    http: Rc<http1::Builder>,
+    stream: TcpStream,
+    stop: Rc<Event>,
+) {
+    ctx.connections.set(ctx.connections.get() + 1);
+    ctx.metrics.connections_open.inc();
+    let _guard = ConnGuard(&ctx, &ctx.metrics);
+    let _ = stream.set_nodelay(true);
+    let peer_ip: Rc<str> = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+        .into();
+    let svc_ctx = ctx.clone();
+    let service = hyper::service::service_fn(move |req| {
+        crate::http::serve(svc_ctx.clone(), peer_ip.clone(), req)
+    });
+    let mut conn = pin!(http.serve_connection(HyperStream::new(stream), service));
+    let stopped = stop.listen();
+    if ctx.shared.shutting_down.load(Ordering::Acquire) {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+        return;
+    }
+    let finished = future::or(async { Some(conn.as_mut().await) }, async {
+        stopped.await;
+        None
+    })
+    .await;
+    if finished.is_none() {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
+fn spawn_shutdown_watch(shared: Arc<Shared>, stop: Rc<Event>) {
+    glommio::spawn_local(async move {
+        while !shared.shutting_down.load(Ordering::Acquire) {
+            glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+        }
+        stop.notify(usize::MAX);
+    })
+    .detach();
+}
+
+/// Publishes this shard's sink health for `/health/ready` on any shard.
+fn spawn_sink_health(ctx: Rc<ShardCtx>) {
+    glommio::spawn_local(async move {
+        loop {
+            ctx.shared.sink_healthy[ctx.id].store(ctx.batcher.healthy(), Ordering::Release);
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .detach();
+}

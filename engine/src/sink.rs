@@ -1,0 +1,97 @@
+//! The sink port: where sealed batches of event records go.
+//!
+//! A `Sink` is shared by all shards and opens one `ShardSink` on each shard. Each shard's
+//! batcher hands its sealed batches, in order, to that shard's `ShardSink`, one at a time; a
+//! failed write is retried (the batch stays queued), so the bounded queue in front of the sink
+//! fills and the shard answers 503 rather than buffer without limit or drop an event.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use uuid::Uuid;
+
+use crate::config::RecordFormat;
+
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Where a record sits inside a batch's buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordMeta {
+    pub offset: u32,
+    pub len: u32,
+    pub message_id: Uuid,
+    pub key_offset: u32,
+    pub key_len: u32,
+}
+
+/// An immutable batch of encoded records from one shard, in acceptance order.
+#[derive(Debug)]
+pub struct SealedBatch {
+    pub shard: usize,
+    /// Per-shard sequence number, from 0 at each start.
+    pub seq: u64,
+    pub format: RecordFormat,
+    pub data: Vec<u8>,
+    pub records: Vec<RecordMeta>,
+    /// Campaign ids of the records, concatenated (a partition-key source for adapters).
+    pub keys: String,
+}
+
+impl SealedBatch {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn record(&self, i: usize) -> &[u8] {
+        let m = &self.records[i];
+        &self.data[m.offset as usize..(m.offset + m.len) as usize]
+    }
+
+    pub fn campaign_id(&self, i: usize) -> &str {
+        let m = &self.records[i];
+        &self.keys[m.key_offset as usize..(m.key_offset + m.key_len) as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&RecordMeta, &[u8])> {
+        self.records.iter().map(|m| {
+            (
+                m,
+                &self.data[m.offset as usize..(m.offset + m.len) as usize],
+            )
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// An I/O failure; the write is retried with backoff.
+    #[error("sink I/O error at {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    /// The sink cannot take batches at all (misconfiguration); retrying does not help.
+    #[error("sink unusable: {0}")]
+    Fatal(String),
+}
+
+/// One shard's handle on the sink. `!Send`: it lives on its shard.
+pub trait ShardSink {
+    /// Takes responsibility for `batch`. On `Err` the batcher keeps the batch and retries.
+    fn write<'a>(&'a mut self, batch: &'a SealedBatch)
+        -> LocalBoxFuture<'a, Result<(), SinkError>>;
+    /// Flushes and releases everything; called once at shutdown after the last write.
+    fn close(&mut self) -> LocalBoxFuture<'_, Result<(), SinkError>>;
+}
+
+/// Shared by every shard.
+pub trait Sink: Send + Sync {
+    /// Opens shard `shard`'s handle; runs on that shard.
+    fn open(&self, shard: usize) -> LocalBoxFuture<'static, Result<Box<dyn ShardSink>, SinkError>>;
+    /// A short name for logs and `/health/ready`.
+    fn name(&self) -> &'static str;
+}

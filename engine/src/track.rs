@@ -1,0 +1,176 @@
+//! The tracking path: from a validated request to a `Reply`, on whichever shard it belongs.
+//!
+//! `owner = routing::owner(id)`. On the owner, the L1 answers (or single-flight loads) and the
+//! event goes into the owner's batch. Elsewhere, with `routing = "owner"` the whole request is
+//! forwarded to the owner and its reply sent back; with `routing = "local"` the accepting shard
+//! reads the owner's map itself and batches locally, and only a miss is sent to the owner.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use glommio::channels::channel_mesh::Senders;
+
+use crate::batcher::Batcher;
+use crate::campaign::Campaign;
+use crate::config::Routing;
+use crate::core_data::CoreDataError;
+use crate::event::Event;
+use crate::l1::{now_ms, L1Outcome, L1Owner, Probe};
+use crate::mesh::{FwdRequest, MeshMsg};
+use crate::metrics::{Refusal, Route, ShardMetrics};
+use crate::pending::PendingTable;
+use crate::reply::Reply;
+use crate::routing;
+use crate::server::Shared;
+
+pub type LoadResult = Result<Option<Arc<Campaign>>, CoreDataError>;
+
+/// A tracking request's inputs, borrowed from the HTTP request or a forwarded copy.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta<'a> {
+    pub route: Route,
+    pub id: &'a str,
+    pub user_agent: &'a str,
+    pub client_ip: &'a str,
+    pub trace_id: &'a str,
+    /// `/pixel` from a client whose `Accept` lists only images: answer with a GIF.
+    pub image_only: bool,
+}
+
+/// Everything a shard needs to serve; one per shard, `!Send`.
+pub struct ShardCtx {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub l1: Rc<L1Owner>,
+    pub batcher: Rc<Batcher>,
+    pub metrics: Rc<ShardMetrics>,
+    pub senders: Senders<MeshMsg>,
+    pub handled: Rc<PendingTable<Reply>>,
+    pub resolved: Rc<PendingTable<LoadResult>>,
+    pub connections: Cell<usize>,
+}
+
+impl ShardCtx {
+    pub async fn track(self: &Rc<Self>, m: &Meta<'_>) -> Reply {
+        let owner = routing::owner(m.id, self.shared.shards);
+        if owner == self.id {
+            return match self.try_owned_now(m) {
+                Some(reply) => reply,
+                None => self.load_owned(m).await,
+            };
+        }
+        match self.shared.cfg.routing {
+            Routing::Owner => {
+                self.metrics.forwarded_requests.inc();
+                let (key, pending) = self.handled.wait();
+                let msg = MeshMsg::Handle {
+                    key,
+                    req: FwdRequest::new(m),
+                };
+                if self.senders.send_to(owner, msg).await.is_err() {
+                    return self.unavailable();
+                }
+                pending.await
+            }
+            Routing::Local => match self.shared.maps[owner].probe(m.id, now_ms()) {
+                Probe::Ready(campaign, outcome) => {
+                    self.metrics.l1(outcome);
+                    if outcome == L1Outcome::Stale {
+                        // Best effort: if the owner's queue is full, the next stale read asks again.
+                        let _ = self
+                            .senders
+                            .try_send_to(owner, MeshMsg::Refresh { id: m.id.into() });
+                    }
+                    self.accept(campaign.as_deref(), m)
+                }
+                Probe::Load(outcome) => {
+                    self.metrics.l1(outcome);
+                    self.metrics.forwarded_misses.inc();
+                    let (key, pending) = self.resolved.wait();
+                    let msg = MeshMsg::Resolve {
+                        key,
+                        id: m.id.into(),
+                    };
+                    if self.senders.send_to(owner, msg).await.is_err() {
+                        return self.unavailable();
+                    }
+                    match pending.await {
+                        Ok(campaign) => self.accept(campaign.as_deref(), m),
+                        Err(_) => self.unavailable(),
+                    }
+                }
+            },
+        }
+    }
+
+    /// Answers from this shard's own L1 if it can without loading.
+    pub fn try_owned_now(&self, m: &Meta<'_>) -> Option<Reply> {
+        match self.l1.map().probe(m.id, now_ms()) {
+            Probe::Ready(campaign, outcome) => {
+                self.metrics.l1(outcome);
+                if outcome == L1Outcome::Stale {
+                    self.l1.refresh(m.id);
+                }
+                Some(self.accept(campaign.as_deref(), m))
+            }
+            Probe::Load(_) => None,
+        }
+    }
+
+    /// Answers from this shard's own L1, loading from core data if needed.
+    pub async fn load_owned(self: &Rc<Self>, m: &Meta<'_>) -> Reply {
+        match self.l1.map().probe(m.id, now_ms()) {
+            Probe::Ready(campaign, outcome) => {
+                self.metrics.l1(outcome);
+                self.accept(campaign.as_deref(), m)
+            }
+            Probe::Load(outcome) => {
+                self.metrics.l1(outcome);
+                match self.l1.load(m.id).await {
+                    Ok(campaign) => self.accept(campaign.as_deref(), m),
+                    Err(_) => self.unavailable(),
+                }
+            }
+        }
+    }
+
+    fn unavailable(&self) -> Reply {
+        self.metrics.refused(Refusal::Unavailable);
+        Reply::Unavailable
+    }
+
+    /// Turns a lookup answer into an event in this shard's batch, and the reply.
+    fn accept(&self, campaign: Option<&Campaign>, m: &Meta<'_>) -> Reply {
+        let Some(campaign) = campaign else {
+            return Reply::NotFound;
+        };
+        if !campaign.valid {
+            self.metrics.refused(Refusal::Invalid);
+            return Reply::Invalid;
+        }
+        let event = Event {
+            message_id: uuid::Uuid::new_v4(),
+            campaign,
+            user_agent: m.user_agent,
+            received_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            client_ip: m.client_ip,
+            trace_id: m.trace_id,
+            validated: true,
+        };
+        if self.batcher.append(&event).is_err() {
+            self.metrics.refused(Refusal::Backpressure);
+            return Reply::Busy;
+        }
+        self.metrics.events_accepted.inc();
+        match (m.route, m.image_only) {
+            (Route::Event, _) => Reply::Event(event.response_json()),
+            (_, true) => Reply::Gif,
+            (_, false) => Reply::NoContent,
+        }
+    }
+}
