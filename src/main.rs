@@ -175,9 +175,14 @@ fn load_config(args: &ServeArgs) -> Result<EngineConfig> {
     if let Some(v) = args.pin_shards {
         set("pin_shards", v.into());
     }
-    let cfg: EngineConfig = table
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+    let cfg: EngineConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid configuration: field `{}`: {} (from the config file, BEACON_{} or its flag)",
+            e.path(),
+            e.inner().to_string().lines().next().unwrap_or_default(),
+            e.path().to_string().to_ascii_uppercase()
+        )
+    })?;
     if let Err(errors) = cfg.validate() {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         bail!("invalid configuration:\n{}", lines.join("\n"));

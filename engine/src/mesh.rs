@@ -125,13 +125,14 @@ fn on_message(ctx: &Rc<ShardCtx>, peer: usize, msg: MeshMsg) {
 
 /// Sends without waiting if there is room, else from a task of its own.
 fn send(ctx: &Rc<ShardCtx>, peer: usize, msg: MeshMsg) {
-    if let Err(e) = ctx.senders.try_send_to(peer, msg) {
-        if let glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg)) = e {
-            let ctx = ctx.clone();
-            glommio::spawn_local(async move {
-                let _ = ctx.senders.send_to(peer, msg).await;
-            })
-            .detach();
-        }
+    // A closed channel means the peer is gone (shutdown); there is nobody to answer.
+    if let Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) =
+        ctx.senders.try_send_to(peer, msg)
+    {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            let _ = ctx.senders.send_to(peer, msg).await;
+        })
+        .detach();
     }
 }

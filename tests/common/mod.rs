@@ -1,0 +1,147 @@
+//! Test fixture: runs the real `beacon` binary on 127.0.0.1:0 and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Beacon {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub agent: ureq::Agent,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_beacon")
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+impl Beacon {
+    /// Starts `beacon serve` with `args` (plus listen and data dir) and `env`.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Beacon {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut b = Self::start_in(&data_dir, args, env);
+        b._tmp = Some(tmp);
+        b
+    }
+
+    /// Like `start`, writing into an existing data directory.
+    pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Beacon {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("beacon binary runs");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no listen line from beacon: {line:?}"))
+            .parse()
+            .unwrap();
+        Beacon {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            agent: agent(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// GET `path`: (status, headers, body).
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, ureq::http::HeaderMap, String) {
+        let mut req = self.agent.get(&self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = req.call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = String::from_utf8_lossy(&resp.body_mut().read_to_vec().unwrap()).into_owned();
+        (status, headers, body)
+    }
+
+    /// The value of one metric line, e.g. `beacon_events_accepted_total{shard="0"}`; 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, _, text) = self.get("/metrics", &[]);
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Sends raw bytes on a fresh connection and returns what the server answered until it
+    /// closed the connection or 2 s passed.
+    pub fn raw(&self, bytes: &[u8]) -> String {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// SIGTERM, then wait for the exit status (at most 30 s).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "beacon did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `beacon tail` on this server's data directory, parsed.
+    pub fn tail(&self) -> Vec<serde_json::Value> {
+        tail(&self.data_dir)
+    }
+}
+
+pub fn tail(dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(bin()).arg("tail").arg(dir).output().unwrap();
+    assert!(out.status.success(), "tail failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "tail reported problems: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+impl Drop for Beacon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Black-box tests of the engine: the real binary, real sockets, real segment files.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::Beacon;
+use serde_json::Value;
+
+#[test]
+fn reference_routes_answer_like_the_reference() {
+    let mut b = Beacon::start(&[], &[]);
+    let (status, headers, body) = b.get("/event/212313", &[("User-Agent", "curl/7.54.0")]);
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    // serde_json's map is sorted; check the wire order on the text itself.
+    assert_eq!(keys.len(), 8);
+    let order = ["userAgent", "programId", "programName", "checksum", "customerId", "customerName", "messageId", "valid"];
+    let positions: Vec<usize> = order.iter().map(|k| body.find(&format!("\"{k}\"")).unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "field order {body}");
+    assert_eq!(v["userAgent"], "curl/7.54.0");
+    assert_eq!(v["programName"], "program2");
+    assert_eq!(v["checksum"], "124");
+    assert_eq!(v["customerId"], 9124);
+    assert_eq!(v["customerName"], "Customer2");
+    assert_eq!(v["valid"], true);
+    let message_id = v["messageId"].as_str().unwrap().to_string();
+    assert_eq!(message_id.len(), 36);
+    assert!(headers["x-amzn-trace-id"].to_str().unwrap().starts_with("Root=1-"));
+
+    let (status, _, body) = b.get("/event/1", &[]);
+    assert_eq!((status, body.as_str()), (404, "\"ProgramId not found\""));
+
+    let (status, headers, body) = b.get("/pixel/212312", &[("X-Amzn-Trace-Id", "Root=1-abc-def")]);
+    assert_eq!((status, body.as_str()), (204, ""));
+    assert_eq!(headers["x-amzn-trace-id"], "Root=1-abc-def");
+
+    let (status, headers, body) = b.get("/pixel/212314", &[("Accept", "image/webp,image/*"), ("X-Forwarded-For", "203.0.113.7, 10.0.0.1")]);
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "image/gif");
+    assert!(body.starts_with("GIF89a"));
+
+    assert_eq!(b.get("/health/check", &[]).0, 200);
+    let (status, _, body) = b.get("/health/ready", &[]);
+    assert_eq!(status, 200, "{body}");
+
+    // A request with no User-Agent at all is still an event (the reference loses it).
+    let raw = b.raw(b"GET /event/212312 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("{\"userAgent\":\"\",\"programId\":\"212312\""), "{raw}");
+
+    assert_eq!(b.terminate().code(), Some(0));
+    let events = b.tail();
+    assert_eq!(events.len(), 4, "{events:?}");
+    let first = events.iter().find(|e| e["message_id"] == message_id.as_str()).expect("the /event request's event");
+    assert_eq!(first["user_agent"], "curl/7.54.0");
+    assert_eq!(first["client_ip"], "127.0.0.1");
+    assert_eq!(first["customer_id"], 9124);
+    let pixel = events.iter().find(|e| e["program_id"] == "212314").unwrap();
+    assert_eq!(pixel["client_ip"], "203.0.113.7");
+    let traced = events.iter().find(|e| e["program_id"] == "212312" && e["user_agent"] != "").unwrap();
+    assert_eq!(traced["trace_id"], "Root=1-abc-def");
+    assert!(events.iter().any(|e| e["user_agent"] == ""));
+}
+
+#[test]
+fn bad_input_gets_its_status_and_the_server_keeps_serving() {
+    let b = Beacon::start(&[], &[]);
+    let long_id = "9".repeat(129);
+    let cases: Vec<(String, u16)> = vec![
+        ("/event/".into(), 400),
+        (format!("/event/{long_id}"), 400),
+        ("/event/a.b".into(), 400),
+        ("/pixel/%00".into(), 400),
+        ("/event/212313/extra".into(), 400),
+        (format!("/event/{}", "a".repeat(2000)), 414),
+        ("/nothing".into(), 404),
+        ("/event".into(), 404),
+    ];
+    for (path, want) in &cases {
+        assert_eq!(b.get(path, &[]).0, *want, "GET {path}");
+    }
+    let post = b.raw(b"POST /event/212313 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let huge = format!("GET /event/212313 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
+    let answer = b.raw(huge.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let garbage = b.raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n");
+    assert!(garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    let non_utf8_ua = b.raw(b"GET /event/212313 HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\xfe bot\r\nConnection: close\r\n\r\n");
+    assert!(non_utf8_ua.starts_with("HTTP/1.1 200"), "{non_utf8_ua}");
+
+    // Still serving, and every refusal was counted.
+    assert_eq!(b.get("/event/212313", &[]).0, 200);
+    let metrics = b.get("/metrics", &[]).2;
+    let bad: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("beacon_bad_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(bad, 7.0, "400s, 414 and 405 are counted as bad requests");
+}
+
+#[test]
+fn ten_thousand_requests_then_sigterm_leave_exactly_ten_thousand_events() {
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 1250;
+    let mut b = Beacon::start(&["--synthetic-campaigns", "1000"], &[]);
+    let url = b.url("");
+    let ids: Vec<Vec<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let agent = common::agent();
+                    (0..PER_CLIENT)
+                        .map(|i| {
+                            let id = match i % 4 {
+                                0 => "212313".to_string(),
+                                _ => (1_000_000 + (c * PER_CLIENT + i) % 1000).to_string(),
+                            };
+                            let mut resp = agent.get(&format!("{url}/event/{id}")).call().unwrap();
+                            assert_eq!(resp.status(), 200);
+                            let body = resp.body_mut().read_to_string().unwrap();
+                            let v: Value = serde_json::from_str(&body).unwrap();
+                            v["messageId"].as_str().unwrap().to_string()
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let answered: HashSet<String> = ids.into_iter().flatten().collect();
+    assert_eq!(answered.len(), CLIENTS * PER_CLIENT, "message ids are unique");
+    assert_eq!(b.terminate().code(), Some(0));
+    let events = b.tail();
+    assert_eq!(events.len(), CLIENTS * PER_CLIENT);
+    let written: HashSet<String> = events.iter().map(|e| e["message_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(written, answered, "every response's message id is in the sink, and nothing else");
+}
+
+#[test]
+fn owner_routing_handles_every_request_for_a_campaign_on_its_owner() {
+    let b = Beacon::start(&["--routing", "owner", "--shards", "2"], &[]);
+    // Many short connections: the kernel spreads them over both shards' sockets.
+    for _ in 0..60 {
+        let answer = b.raw(b"GET /pixel/212313 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    }
+    let accepted = |shard: usize| b.metric(&format!("beacon_events_accepted_total{{shard=\"{shard}\"}}"));
+    let per_shard = [accepted(0), accepted(1)];
+    assert!(per_shard.contains(&60.0) && per_shard.contains(&0.0), "all on one shard: {per_shard:?}");
+    let forwarded = b.metric("beacon_forwarded_total{kind=\"request\",shard=\"0\"}")
+        + b.metric("beacon_forwarded_total{kind=\"request\",shard=\"1\"}");
+    assert!(forwarded > 0.0, "some connections landed on the other shard and were forwarded");
+}
+
+#[test]
+fn local_routing_sends_only_misses_to_the_owner() {
+    let b = Beacon::start(&["--routing", "local", "--shards", "2"], &[]);
+    for _ in 0..40 {
+        let answer = b.raw(b"GET /pixel/212313 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    }
+    let misses = b.metric("beacon_forwarded_total{kind=\"miss\",shard=\"0\"}") + b.metric("beacon_forwarded_total{kind=\"miss\",shard=\"1\"}");
+    assert!(misses <= 1.0, "after the first load every shard reads the owner's entry: {misses}");
+    let lookups = |o: &str| {
+        b.metric(&format!("beacon_l1_lookups_total{{outcome=\"{o}\",shard=\"0\"}}"))
+            + b.metric(&format!("beacon_l1_lookups_total{{outcome=\"{o}\",shard=\"1\"}}"))
+    };
+    assert_eq!(lookups("miss"), 1.0);
+    assert_eq!(lookups("hit"), 39.0);
+}
+
+#[test]
+fn header_read_timeout_closes_slow_and_idle_connections() {
+    let b = Beacon::start(&[], &[("BEACON_HEADER_READ_TIMEOUT_MS", "300")]);
+    let mut s = TcpStream::connect(b.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /event/212313 HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "closed by the header timeout, not the client's 5 s: {waited:?}");
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+}
+
+#[test]
+fn records_survive_restarts_in_both_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    for format in ["rkyv", "protobuf"] {
+        let mut b = Beacon::start_in(&dir, &["--record-format", format], &[]);
+        for _ in 0..5 {
+            assert_eq!(b.get("/event/212312", &[("User-Agent", format)]).0, 200);
+        }
+        assert_eq!(b.terminate().code(), Some(0));
+    }
+    let events = common::tail(&dir);
+    assert_eq!(events.len(), 10);
+    // rkyv records carry beacon's fields; protobuf ones the reference's.
+    assert_eq!(events.iter().filter(|e| e["user_agent"] == "rkyv").count(), 5);
+    assert_eq!(events.iter().filter(|e| e["userAgent"] == "protobuf").count(), 5);
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "check", "--shards", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`shards` = 0: must be between 1 and 256"));
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "check"])
+        .env("BEACON_BATCH_LINGER_MS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("batch_linger_ms"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "check", "--routing", "owner"])
+        .env("BEACON_SHARDS", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("shards = 3") && stdout.contains("routing = \"owner\""), "{stdout}");
+}
+
+#[test]
+fn a_too_small_memlock_limit_is_one_clear_line() {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -l 64 && exec {} serve --listen 127.0.0.1:0 --shards 2", common::bin()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ulimit -l") && stderr.contains("io_memory_bytes"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
