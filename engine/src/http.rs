@@ -133,8 +133,8 @@ async fn track(
     let trace_id = match given_trace {
         Some(t) => t,
         None => {
-            new_trace = new_trace_id();
-            &new_trace
+            new_trace = NewTraceId::new();
+            new_trace.as_str()
         }
     };
     let image_only = route == Route::Pixel && accepts_only_images(headers.get(ACCEPT));
@@ -153,14 +153,33 @@ async fn track(
     resp
 }
 
-/// An X-Ray style root id: `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`.
-fn new_trace_id() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("Root=1-{:08x}-{}", secs as u32, &random[..24])
+/// Bytes of a generated trace id: `Root=1-` + 8 hex + `-` + 24 hex.
+const TRACE_ID_BYTES: usize = 7 + 8 + 1 + 24;
+
+/// An X-Ray style root id, `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`, built on the
+/// stack: this runs for every request that comes without a trace id.
+struct NewTraceId([u8; TRACE_ID_BYTES]);
+
+impl NewTraceId {
+    fn new() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0) as u32;
+        let mut out = [0u8; TRACE_ID_BYTES];
+        out[..7].copy_from_slice(b"Root=1-");
+        let mut hex = [0u8; 32];
+        uuid::Uuid::from_u128(u128::from(secs)).simple().encode_lower(&mut hex);
+        out[7..15].copy_from_slice(&hex[24..]);
+        out[15] = b'-';
+        uuid::Uuid::new_v4().simple().encode_lower(&mut hex);
+        out[16..].copy_from_slice(&hex[..24]);
+        NewTraceId(out)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII by construction")
+    }
 }
 
 /// True when `Accept` is present and every media range in it is an image type.
@@ -229,8 +248,13 @@ mod tests {
 
     #[test]
     fn trace_ids_look_like_xray() {
-        let t = new_trace_id();
+        let id = NewTraceId::new();
+        let t = id.as_str();
         assert!(t.starts_with("Root=1-"));
         assert_eq!(t.len(), "Root=1-".len() + 8 + 1 + 24);
+        let secs = u32::from_str_radix(&t[7..15], 16).unwrap();
+        assert!(secs > 1_700_000_000, "{t}");
+        assert!(t[16..].bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+        assert_ne!(NewTraceId::new().as_str(), t);
     }
 }
