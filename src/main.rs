@@ -1,16 +1,21 @@
 //! `beacon`: the composition root. Parses the command line and configuration, wires the engine
 //! to its core data source and sink, and runs it.
 
+mod config;
+mod sidecar;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use beacon_engine::config::{RecordFormat, Routing};
+use beacon_engine::campaign::Campaign;
 use beacon_engine::core_data::{CoreDataSource, EmbeddedCoreData};
+use beacon_engine::metrics::Metrics;
 use beacon_engine::segment::{read_all, SegmentSink};
-use beacon_engine::{EngineConfig, Server};
+use beacon_engine::Server;
 use clap::{Args, Parser, Subcommand};
+use config::{Config, Overrides};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,12 +45,65 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Write campaign core data to Redis (hash + PUBLISH in one MULTI/EXEC).
+    CoreData {
+        #[command(subcommand)]
+        command: CoreDataCommand,
+    },
 }
 
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate the configuration and print the effective values.
     Check(ServeArgs),
+}
+
+#[derive(Subcommand)]
+enum CoreDataCommand {
+    /// Write every program of a JSON file in the reference's format.
+    Load {
+        file: PathBuf,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+    /// Write one program.
+    Put {
+        #[arg(long)]
+        program_id: String,
+        #[arg(long)]
+        program_name: String,
+        #[arg(long)]
+        checksum: String,
+        #[arg(long)]
+        customer_id: i32,
+        #[arg(long)]
+        customer_name: String,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        valid: bool,
+        /// Increasing per program; an engine ignores an update older than what it holds.
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+    /// Delete one program.
+    Delete {
+        program_id: String,
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct RedisArgs {
+    /// TOML configuration file (its [redis] section is used).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// redis://[user:password@]host:port[/db] or rediss://… (also REDIS_HOST/REDIS_PORT).
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 /// Flags override environment variables, which override the file, which overrides defaults.
@@ -78,16 +136,56 @@ struct ServeArgs {
     /// Pin each shard to a CPU (true | false).
     #[arg(long)]
     pin_shards: Option<bool>,
+    /// Core data in Redis: redis://[user:password@]host:port[/db] or rediss://…
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// CPU for the sidecar thread (default: a CPU no shard uses, if any).
+    #[arg(long)]
+    sidecar_cpu: Option<usize>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::default();
+        o.set("engine", "listen", self.listen.clone());
+        o.set("engine", "shards", self.shards.map(|v| v as i64));
+        o.set(
+            "engine",
+            "data_dir",
+            self.data_dir.as_ref().map(|p| p.display().to_string()),
+        );
+        o.set(
+            "engine",
+            "campaigns",
+            self.campaigns.as_ref().map(|p| p.display().to_string()),
+        );
+        o.set(
+            "engine",
+            "synthetic_campaigns",
+            self.synthetic_campaigns.map(|v| v as i64),
+        );
+        o.set("engine", "routing", self.routing.clone());
+        o.set("engine", "record_format", self.record_format.clone());
+        o.set("engine", "pin_shards", self.pin_shards);
+        o.set("redis", "url", self.redis_url.clone());
+        o.set("sidecar", "cpu", self.sidecar_cpu.map(|v| v as i64));
+        o
+    }
+
+    fn load(&self) -> Result<Config> {
+        config::load(self.config.as_ref(), self.overrides())
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(&args),
+        Command::Serve(args) => args.load().and_then(serve),
         Command::Tail { dir } => tail(&dir),
         Command::Config {
             command: ConfigCommand::Check(args),
-        } => config_check(&args),
+        } => args.load().and_then(config_check),
+        Command::CoreData { command } => core_data_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,145 +196,67 @@ fn main() -> ExitCode {
     }
 }
 
-/// Environment variables the reference reads, which belong to adapters this build lacks.
-const REFERENCE_ADAPTER_ENV: [&str; 4] = ["REDIS_HOST", "REDIS_PORT", "EVENT_STREAM", "REGION"];
-
-/// File, then `BEACON_<FIELD>` variables, then flags, into one validated config.
-fn load_config(args: &ServeArgs) -> Result<EngineConfig> {
-    let mut table: toml::Table = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?;
-            let file: toml::Table = toml::from_str(&text)
-                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
-            match file.get("engine") {
-                Some(toml::Value::Table(t)) => t.clone(),
-                Some(_) => bail!(
-                    "config file {}: `engine` must be a table ([engine])",
-                    path.display()
-                ),
-                None => toml::Table::new(),
-            }
-        }
-        None => toml::Table::new(),
-    };
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)?;
-        let file: toml::Table = toml::from_str(&text)?;
-        if let Some(other) = file.keys().find(|k| k.as_str() != "engine") {
-            bail!(
-                "config file {}: unknown section [{other}]; this build knows [engine]",
-                path.display()
-            );
-        }
-    }
-    let known: Vec<String> = toml::Table::try_from(EngineConfig::default())?
-        .keys()
-        .cloned()
-        .chain(["shards".to_string(), "campaigns".to_string()])
-        .collect();
-    for (name, value) in std::env::vars() {
-        let Some(field) = name.strip_prefix("BEACON_") else {
-            continue;
-        };
-        let field = field.to_ascii_lowercase();
-        if !known.contains(&field) {
-            bail!(
-                "environment variable {name}: no config field `{field}` (known: {})",
-                known.join(", ")
-            );
-        }
-        table.insert(field, env_value(&value));
-    }
-    let mut set = |k: &str, v: toml::Value| {
-        table.insert(k.to_string(), v);
-    };
-    if let Some(v) = &args.listen {
-        set("listen", v.clone().into());
-    }
-    if let Some(v) = args.shards {
-        set("shards", (v as i64).into());
-    }
-    if let Some(v) = &args.data_dir {
-        set("data_dir", v.display().to_string().into());
-    }
-    if let Some(v) = &args.campaigns {
-        set("campaigns", v.display().to_string().into());
-    }
-    if let Some(v) = args.synthetic_campaigns {
-        set("synthetic_campaigns", (v as i64).into());
-    }
-    if let Some(v) = &args.routing {
-        set("routing", v.clone().into());
-    }
-    if let Some(v) = &args.record_format {
-        set("record_format", v.clone().into());
-    }
-    if let Some(v) = args.pin_shards {
-        set("pin_shards", v.into());
-    }
-    let cfg: EngineConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        anyhow::anyhow!(
-            "invalid configuration: field `{}`: {} (from the config file, BEACON_{} or its flag)",
-            e.path(),
-            e.inner().to_string().lines().next().unwrap_or_default(),
-            e.path().to_string().to_ascii_uppercase()
-        )
-    })?;
-    if let Err(errors) = cfg.validate() {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        bail!("invalid configuration:\n{}", lines.join("\n"));
-    }
-    Ok(cfg)
-}
-
-/// An environment value as TOML: numbers and booleans as such, anything else as a string.
-fn env_value(raw: &str) -> toml::Value {
-    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| raw.into()),
-        Err(_) => raw.into(),
-    }
-}
-
-fn warn_reference_env() {
-    for name in REFERENCE_ADAPTER_ENV {
+fn warn_unused_reference_env(cfg: &Config) {
+    for name in ["EVENT_STREAM", "REGION"] {
         if std::env::var_os(name).is_some() {
-            eprintln!("beacon: warning: {name} is set, but this build has no Redis or Kinesis adapter yet; it is ignored");
+            eprintln!("beacon: warning: {name} is set, but this build has no Kinesis sink yet; it is ignored");
         }
+    }
+    if cfg.redis.url.is_none() && std::env::var_os("REDIS_PORT").is_some() {
+        eprintln!("beacon: warning: REDIS_PORT is set without REDIS_HOST; it is ignored");
     }
 }
 
-fn core_data(cfg: &EngineConfig) -> Result<EmbeddedCoreData> {
-    let base = match &cfg.campaigns {
+fn embedded_core_data(cfg: &Config) -> Result<EmbeddedCoreData> {
+    let base = match &cfg.engine.campaigns {
         Some(path) => EmbeddedCoreData::from_file(path)?,
         None => EmbeddedCoreData::samples(),
     };
-    Ok(base.with_synthetic(cfg.synthetic_campaigns))
+    Ok(base.with_synthetic(cfg.engine.synthetic_campaigns))
 }
 
-fn serve(args: &ServeArgs) -> Result<()> {
-    let cfg = load_config(args)?;
-    warn_reference_env();
-    let core: Arc<dyn CoreDataSource> = Arc::new(core_data(&cfg)?);
+fn serve(cfg: Config) -> Result<()> {
+    warn_unused_reference_env(&cfg);
+    let metrics = Metrics::new();
+    let shards = cfg.engine.shard_count();
+    // Created before the server and dropped after it: the sidecar outlives every shard.
+    let mut sidecar = None;
+    let core: Arc<dyn CoreDataSource> = match &cfg.redis.url {
+        Some(url) => {
+            let car =
+                sidecar::Sidecar::start(cfg.sidecar.cpu.or_else(|| sidecar::spare_cpu(shards)))?;
+            let redis = beacon_redis::RedisCoreData::start(
+                cfg.redis.clone(),
+                url,
+                shards,
+                car.handle(),
+                &metrics.registry,
+            )?;
+            sidecar = Some(car);
+            redis
+        }
+        None => Arc::new(embedded_core_data(&cfg)?),
+    };
     let sink = Arc::new(SegmentSink {
-        dir: cfg.data_dir.clone(),
-        segment_bytes_max: cfg.segment_bytes_max,
-        fsync: cfg.fsync,
+        dir: cfg.engine.data_dir.clone(),
+        segment_bytes_max: cfg.engine.segment_bytes_max,
+        fsync: cfg.engine.fsync,
     });
-    let routing = cfg.routing;
-    let format = cfg.record_format;
-    let data_dir = cfg.data_dir.clone();
-    let server = Server::start(cfg, core, sink)?;
+    let core_name = core.name();
+    let server = Server::start(cfg.engine.clone(), core, sink, metrics)?;
     println!(
-        "beacon listening on http://{} with {} shards (routing {}, records {}, sink segment files in {})",
+        "beacon listening on http://{} with {} shards (routing {}, records {:?}, core data {}{}, sink segment files in {})",
         server.local_addr(),
         server.shards(),
-        routing.as_str(),
-        match format {
-            RecordFormat::Rkyv => "rkyv",
-            RecordFormat::Protobuf => "protobuf",
+        cfg.engine.routing.as_str(),
+        cfg.engine.record_format,
+        core_name,
+        match sidecar.as_ref().map(|s| s.cpu) {
+            Some(Some(cpu)) => format!(" via the sidecar on CPU {cpu}"),
+            Some(None) => " via the sidecar (unpinned)".to_string(),
+            None => String::new(),
         },
-        data_dir.display()
+        cfg.engine.data_dir.display()
     );
     let stopper = server.stopper();
     let mut signals = signal_hook::iterator::Signals::new([
@@ -244,15 +264,13 @@ fn serve(args: &ServeArgs) -> Result<()> {
         signal_hook::consts::SIGINT,
     ])
     .context("cannot install signal handlers")?;
-    std::thread::Builder::new()
-        .name("beacon-signals".into())
-        .spawn(move || {
-            // A supervisor and a wrapper (for example `timeout`) often deliver the same stop
-            // twice within milliseconds; only a repeat after FORCE_EXIT_AFTER means "now".
-            const FORCE_EXIT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-            let mut first: Option<std::time::Instant> = None;
-            for _ in signals.forever() {
-                match first {
+    std::thread::Builder::new().name("beacon-signals".into()).spawn(move || {
+        // A supervisor and a wrapper (for example `timeout`) often deliver the same stop
+        // twice within milliseconds; only a repeat after FORCE_EXIT_AFTER means "now".
+        const FORCE_EXIT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+        let mut first: Option<std::time::Instant> = None;
+        for _ in signals.forever() {
+            match first {
                 None => {
                     first = Some(std::time::Instant::now());
                     eprintln!("beacon: stopping: finishing in-flight requests and flushing every batch (signal again to exit at once)");
@@ -263,10 +281,11 @@ fn serve(args: &ServeArgs) -> Result<()> {
                     eprintln!("beacon: second signal: exiting without flushing");
                     std::process::exit(130);
                 }
-                }
             }
-        })?;
+        }
+    })?;
     server.wait()?;
+    drop(sidecar);
     eprintln!("beacon: stopped; every accepted event is in the sink");
     Ok(())
 }
@@ -310,20 +329,98 @@ fn tail(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn config_check(args: &ServeArgs) -> Result<()> {
-    let cfg = load_config(args)?;
-    warn_reference_env();
-    core_data(&cfg).context("campaigns")?;
-    let mut effective = toml::Table::new();
-    effective.insert("engine".into(), toml::Table::try_from(&cfg)?.into());
-    print!("{}", toml::to_string_pretty(&effective)?);
+fn config_check(cfg: Config) -> Result<()> {
+    warn_unused_reference_env(&cfg);
+    if cfg.redis.url.is_none() {
+        embedded_core_data(&cfg).context("campaigns")?;
+    }
+    print!("{}", config::render(&cfg)?);
     eprintln!(
-        "beacon: config ok ({} shards, routing {})",
-        cfg.shard_count(),
-        match cfg.routing {
-            Routing::Owner => "owner",
-            Routing::Local => "local",
+        "beacon: config ok ({} shards, routing {}, core data {})",
+        cfg.engine.shard_count(),
+        cfg.engine.routing.as_str(),
+        if cfg.redis.url.is_some() {
+            "redis"
+        } else {
+            "embedded"
         }
     );
     Ok(())
+}
+
+fn core_data_command(command: CoreDataCommand) -> Result<()> {
+    let redis_args = match &command {
+        CoreDataCommand::Load { redis, .. }
+        | CoreDataCommand::Put { redis, .. }
+        | CoreDataCommand::Delete { redis, .. } => redis.clone(),
+    };
+    let mut overrides = Overrides::default();
+    overrides.set("redis", "url", redis_args.redis_url.clone());
+    let cfg = config::load(redis_args.config.as_ref(), overrides)?;
+    let Some(url) = cfg.redis.url.clone() else {
+        bail!("no Redis to write to: pass --redis-url redis://host:port (or set REDIS_HOST, BEACON_REDIS_URL, or [redis] url)");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut conn = beacon_redis::writer::connect(&url)
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        match command {
+            CoreDataCommand::Load { file, .. } => {
+                let json = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let campaigns: Vec<Campaign> = serde_json::from_str(&json).with_context(|| {
+                    format!(
+                        "{} is not a JSON array of programs in the reference's format",
+                        file.display()
+                    )
+                })?;
+                for c in &campaigns {
+                    beacon_engine::campaign::check_id(&c.program_id).map_err(|why| {
+                        anyhow::anyhow!("program id {:?}: {}", c.program_id, why.as_str())
+                    })?;
+                    beacon_redis::writer::put(&mut conn, &cfg.redis, c).await?;
+                }
+                eprintln!(
+                    "beacon: wrote {} programs to {url} and announced each on {}",
+                    campaigns.len(),
+                    cfg.redis.channel
+                );
+            }
+            CoreDataCommand::Put {
+                program_id,
+                program_name,
+                checksum,
+                customer_id,
+                customer_name,
+                valid,
+                version,
+                ..
+            } => {
+                beacon_engine::campaign::check_id(&program_id).map_err(|why| {
+                    anyhow::anyhow!("program id {program_id:?}: {}", why.as_str())
+                })?;
+                let c = Campaign {
+                    program_id,
+                    program_name,
+                    checksum,
+                    customer_id,
+                    customer_name,
+                    valid,
+                    version,
+                };
+                beacon_redis::writer::put(&mut conn, &cfg.redis, &c).await?;
+            }
+            CoreDataCommand::Delete {
+                program_id,
+                version,
+                ..
+            } => {
+                beacon_redis::writer::delete(&mut conn, &cfg.redis, &program_id, version).await?;
+            }
+        }
+        Ok(())
+    })
 }

@@ -20,9 +20,24 @@ fn reference_routes_answer_like_the_reference() {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     // serde_json's map is sorted; check the wire order on the text itself.
     assert_eq!(keys.len(), 8);
-    let order = ["userAgent", "programId", "programName", "checksum", "customerId", "customerName", "messageId", "valid"];
-    let positions: Vec<usize> = order.iter().map(|k| body.find(&format!("\"{k}\"")).unwrap()).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "field order {body}");
+    let order = [
+        "userAgent",
+        "programId",
+        "programName",
+        "checksum",
+        "customerId",
+        "customerName",
+        "messageId",
+        "valid",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|k| body.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "field order {body}"
+    );
     assert_eq!(v["userAgent"], "curl/7.54.0");
     assert_eq!(v["programName"], "program2");
     assert_eq!(v["checksum"], "124");
@@ -31,7 +46,10 @@ fn reference_routes_answer_like_the_reference() {
     assert_eq!(v["valid"], true);
     let message_id = v["messageId"].as_str().unwrap().to_string();
     assert_eq!(message_id.len(), 36);
-    assert!(headers["x-amzn-trace-id"].to_str().unwrap().starts_with("Root=1-"));
+    assert!(headers["x-amzn-trace-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("Root=1-"));
 
     let (status, _, body) = b.get("/event/1", &[]);
     assert_eq!((status, body.as_str()), (404, "\"ProgramId not found\""));
@@ -40,7 +58,13 @@ fn reference_routes_answer_like_the_reference() {
     assert_eq!((status, body.as_str()), (204, ""));
     assert_eq!(headers["x-amzn-trace-id"], "Root=1-abc-def");
 
-    let (status, headers, body) = b.get("/pixel/212314", &[("Accept", "image/webp,image/*"), ("X-Forwarded-For", "203.0.113.7, 10.0.0.1")]);
+    let (status, headers, body) = b.get(
+        "/pixel/212314",
+        &[
+            ("Accept", "image/webp,image/*"),
+            ("X-Forwarded-For", "203.0.113.7, 10.0.0.1"),
+        ],
+    );
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "image/gif");
     assert!(body.starts_with("GIF89a"));
@@ -52,18 +76,27 @@ fn reference_routes_answer_like_the_reference() {
     // A request with no User-Agent at all is still an event (the reference loses it).
     let raw = b.raw(b"GET /event/212312 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
-    assert!(raw.contains("{\"userAgent\":\"\",\"programId\":\"212312\""), "{raw}");
+    assert!(
+        raw.contains("{\"userAgent\":\"\",\"programId\":\"212312\""),
+        "{raw}"
+    );
 
     assert_eq!(b.terminate().code(), Some(0));
     let events = b.tail();
     assert_eq!(events.len(), 4, "{events:?}");
-    let first = events.iter().find(|e| e["message_id"] == message_id.as_str()).expect("the /event request's event");
+    let first = events
+        .iter()
+        .find(|e| e["message_id"] == message_id.as_str())
+        .expect("the /event request's event");
     assert_eq!(first["user_agent"], "curl/7.54.0");
     assert_eq!(first["client_ip"], "127.0.0.1");
     assert_eq!(first["customer_id"], 9124);
     let pixel = events.iter().find(|e| e["program_id"] == "212314").unwrap();
     assert_eq!(pixel["client_ip"], "203.0.113.7");
-    let traced = events.iter().find(|e| e["program_id"] == "212312" && e["user_agent"] != "").unwrap();
+    let traced = events
+        .iter()
+        .find(|e| e["program_id"] == "212312" && e["user_agent"] != "")
+        .unwrap();
     assert_eq!(traced["trace_id"], "Root=1-abc-def");
     assert!(events.iter().any(|e| e["user_agent"] == ""));
 }
@@ -85,13 +118,21 @@ fn bad_input_gets_its_status_and_the_server_keeps_serving() {
     for (path, want) in &cases {
         assert_eq!(b.get(path, &[]).0, *want, "GET {path}");
     }
-    let post = b.raw(b"POST /event/212313 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let post = b.raw(
+        b"POST /event/212313 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
-    let huge = format!("GET /event/212313 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
+    let huge = format!(
+        "GET /event/212313 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
     let answer = b.raw(huge.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     let garbage = b.raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n");
-    assert!(garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+        "{garbage}"
+    );
     let non_utf8_ua = b.raw(b"GET /event/212313 HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\xfe bot\r\nConnection: close\r\n\r\n");
     assert!(non_utf8_ua.starts_with("HTTP/1.1 200"), "{non_utf8_ua}");
 
@@ -137,12 +178,22 @@ fn ten_thousand_requests_then_sigterm_leave_exactly_ten_thousand_events() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let answered: HashSet<String> = ids.into_iter().flatten().collect();
-    assert_eq!(answered.len(), CLIENTS * PER_CLIENT, "message ids are unique");
+    assert_eq!(
+        answered.len(),
+        CLIENTS * PER_CLIENT,
+        "message ids are unique"
+    );
     assert_eq!(b.terminate().code(), Some(0));
     let events = b.tail();
     assert_eq!(events.len(), CLIENTS * PER_CLIENT);
-    let written: HashSet<String> = events.iter().map(|e| e["message_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(written, answered, "every response's message id is in the sink, and nothing else");
+    let written: HashSet<String> = events
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        written, answered,
+        "every response's message id is in the sink, and nothing else"
+    );
 }
 
 #[test]
@@ -153,12 +204,22 @@ fn owner_routing_handles_every_request_for_a_campaign_on_its_owner() {
         let answer = b.raw(b"GET /pixel/212313 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
     }
-    let accepted = |shard: usize| b.metric(&format!("beacon_events_accepted_total{{shard=\"{shard}\"}}"));
+    let accepted = |shard: usize| {
+        b.metric(&format!(
+            "beacon_events_accepted_total{{shard=\"{shard}\"}}"
+        ))
+    };
     let per_shard = [accepted(0), accepted(1)];
-    assert!(per_shard.contains(&60.0) && per_shard.contains(&0.0), "all on one shard: {per_shard:?}");
+    assert!(
+        per_shard.contains(&60.0) && per_shard.contains(&0.0),
+        "all on one shard: {per_shard:?}"
+    );
     let forwarded = b.metric("beacon_forwarded_total{kind=\"request\",shard=\"0\"}")
         + b.metric("beacon_forwarded_total{kind=\"request\",shard=\"1\"}");
-    assert!(forwarded > 0.0, "some connections landed on the other shard and were forwarded");
+    assert!(
+        forwarded > 0.0,
+        "some connections landed on the other shard and were forwarded"
+    );
 }
 
 #[test]
@@ -168,11 +229,18 @@ fn local_routing_sends_only_misses_to_the_owner() {
         let answer = b.raw(b"GET /pixel/212313 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
     }
-    let misses = b.metric("beacon_forwarded_total{kind=\"miss\",shard=\"0\"}") + b.metric("beacon_forwarded_total{kind=\"miss\",shard=\"1\"}");
-    assert!(misses <= 1.0, "after the first load every shard reads the owner's entry: {misses}");
+    let misses = b.metric("beacon_forwarded_total{kind=\"miss\",shard=\"0\"}")
+        + b.metric("beacon_forwarded_total{kind=\"miss\",shard=\"1\"}");
+    assert!(
+        misses <= 1.0,
+        "after the first load every shard reads the owner's entry: {misses}"
+    );
     let lookups = |o: &str| {
-        b.metric(&format!("beacon_l1_lookups_total{{outcome=\"{o}\",shard=\"0\"}}"))
-            + b.metric(&format!("beacon_l1_lookups_total{{outcome=\"{o}\",shard=\"1\"}}"))
+        b.metric(&format!(
+            "beacon_l1_lookups_total{{outcome=\"{o}\",shard=\"0\"}}"
+        )) + b.metric(&format!(
+            "beacon_l1_lookups_total{{outcome=\"{o}\",shard=\"1\"}}"
+        ))
     };
     assert_eq!(lookups("miss"), 1.0);
     assert_eq!(lookups("hit"), 39.0);
@@ -183,12 +251,16 @@ fn header_read_timeout_closes_slow_and_idle_connections() {
     let b = Beacon::start(&[], &[("BEACON_HEADER_READ_TIMEOUT_MS", "300")]);
     let mut s = TcpStream::connect(b.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /event/212313 HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.write_all(b"GET /event/212313 HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let started = Instant::now();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let waited = started.elapsed();
-    assert!(waited < Duration::from_secs(3), "closed by the header timeout, not the client's 5 s: {waited:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "closed by the header timeout, not the client's 5 s: {waited:?}"
+    );
     assert!(waited >= Duration::from_millis(250), "{waited:?}");
 }
 
@@ -206,8 +278,17 @@ fn records_survive_restarts_in_both_formats() {
     let events = common::tail(&dir);
     assert_eq!(events.len(), 10);
     // rkyv records carry beacon's fields; protobuf ones the reference's.
-    assert_eq!(events.iter().filter(|e| e["user_agent"] == "rkyv").count(), 5);
-    assert_eq!(events.iter().filter(|e| e["userAgent"] == "protobuf").count(), 5);
+    assert_eq!(
+        events.iter().filter(|e| e["user_agent"] == "rkyv").count(),
+        5
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["userAgent"] == "protobuf")
+            .count(),
+        5
+    );
 }
 
 #[test]
@@ -217,14 +298,20 @@ fn config_errors_name_the_field() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`shards` = 0: must be between 1 and 256"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`shards` = 0: must be between 1 and 256")
+    );
     let out = std::process::Command::new(common::bin())
         .args(["config", "check"])
         .env("BEACON_BATCH_LINGER_MS", "soon")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("batch_linger_ms"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("batch_linger_ms"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = std::process::Command::new(common::bin())
         .args(["config", "check", "--routing", "owner"])
         .env("BEACON_SHARDS", "3")
@@ -232,18 +319,27 @@ fn config_errors_name_the_field() {
         .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("shards = 3") && stdout.contains("routing = \"owner\""), "{stdout}");
+    assert!(
+        stdout.contains("shards = 3") && stdout.contains("routing = \"owner\""),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_too_small_memlock_limit_is_one_clear_line() {
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -l 64 && exec {} serve --listen 127.0.0.1:0 --shards 2", common::bin()))
+        .arg(format!(
+            "ulimit -l 64 && exec {} serve --listen 127.0.0.1:0 --shards 2",
+            common::bin()
+        ))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ulimit -l") && stderr.contains("io_memory_bytes"), "{stderr}");
+    assert!(
+        stderr.contains("ulimit -l") && stderr.contains("io_memory_bytes"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }

@@ -250,12 +250,17 @@ mod tests {
     }
 
     impl ShardSink for Flaky {
-        fn write<'a>(&'a mut self, batch: &'a SealedBatch) -> LocalBoxFuture<'a, Result<(), SinkError>> {
+        fn write<'a>(
+            &'a mut self,
+            batch: &'a SealedBatch,
+        ) -> LocalBoxFuture<'a, Result<(), SinkError>> {
             Box::pin(async move {
                 if self.down.get() {
                     return Err(SinkError::Fatal("down for the test".into()));
                 }
-                self.taken.borrow_mut().extend(batch.records.iter().map(|m| m.message_id));
+                self.taken
+                    .borrow_mut()
+                    .extend(batch.records.iter().map(|m| m.message_id));
                 Ok(())
             })
         }
@@ -279,7 +284,10 @@ mod tests {
                 };
                 let down = Rc::new(Cell::new(true));
                 let taken = Rc::new(RefCell::new(Vec::new()));
-                let sink = Flaky { down: down.clone(), taken: taken.clone() };
+                let sink = Flaky {
+                    down: down.clone(),
+                    taken: taken.clone(),
+                };
                 let metrics = Rc::new(Metrics::new().for_shard(0));
                 let (batcher, tasks) = Batcher::new(0, &cfg, Box::new(sink), metrics.clone());
                 let campaign = Campaign {
@@ -289,6 +297,7 @@ mod tests {
                     customer_id: 1,
                     customer_name: "c".into(),
                     valid: true,
+                    version: None,
                 };
                 let mut accepted = Vec::new();
                 let mut refused = 0;

@@ -19,6 +19,30 @@ pub struct Campaign {
     /// A program whose `valid` is false is refused (403) and produces no event.
     #[serde(default = "yes", deserialize_with = "bool_or_string")]
     pub valid: bool,
+    /// Optional, increasing per program: an update older than what the cache holds is ignored.
+    /// Not part of the reference's schema; absent means "unordered" (last write wins).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_u64_or_string"
+    )]
+    pub version: Option<u64>,
+}
+
+impl Campaign {
+    /// Stands in for a campaign whose core data could not be read, when the engine is
+    /// configured to accept such requests: only the id is known.
+    pub fn unvalidated(id: &str) -> Campaign {
+        Campaign {
+            program_id: id.to_string(),
+            program_name: String::new(),
+            checksum: String::new(),
+            customer_id: 0,
+            customer_name: String::new(),
+            valid: true,
+            version: None,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -92,6 +116,20 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
             .parse()
             .map_err(|_| D::Error::custom(format!("customerId {s:?} is not an int32"))),
         _ => Err(D::Error::custom("customerId must be an int32")),
+    }
+}
+
+fn opt_u64_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    match Option::<Scalar>::deserialize(d)? {
+        None => Ok(None),
+        Some(Scalar::Int(i)) if i >= 0 => Ok(Some(i as u64)),
+        Some(Scalar::Str(s)) => {
+            s.trim().parse().map(Some).map_err(|_| {
+                D::Error::custom(format!("version {s:?} is not a non-negative integer"))
+            })
+        }
+        _ => Err(D::Error::custom("version must be a non-negative integer")),
     }
 }
 

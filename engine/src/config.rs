@@ -49,6 +49,16 @@ pub enum RecordFormat {
     Protobuf,
 }
 
+/// What a request gets when its campaign is not cached and core data cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// 503 with Retry-After; no event.
+    Reject,
+    /// Accept: the event carries only the campaign id and is flagged `validated = false`.
+    Accept,
+}
+
 /// When the embedded segment sink calls fdatasync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,6 +92,10 @@ pub struct EngineConfig {
     pub routing: Routing,
     /// `rkyv` or `protobuf`. Default `rkyv`.
     pub record_format: RecordFormat,
+    /// `reject` (503, default) or `accept` (event flagged unvalidated) for a request whose
+    /// campaign is not cached while core data cannot be read. Cached campaigns, even past their
+    /// TTL, are served either way.
+    pub on_core_data_unavailable: OnUnavailable,
 
     /// L1 entries across all shards; each shard holds `l1_entries_max / shards`. Default 100,000,
     /// the reference's cache size. At the limit the CLOCK hand evicts an entry not read since
@@ -141,6 +155,7 @@ impl Default for EngineConfig {
             synthetic_campaigns: 0,
             routing: Routing::Local,
             record_format: RecordFormat::Rkyv,
+            on_core_data_unavailable: OnUnavailable::Reject,
             l1_entries_max: 100_000,
             l1_ttl_secs: 600,
             l1_negative_ttl_secs: 30,

@@ -1,9 +1,11 @@
-//! The core data port: where an owner shard looks up a campaign its L1 does not hold.
+//! The core data port: where an owner shard looks up a campaign its L1 does not hold, and how
+//! changes are pushed into the L1.
 //!
 //! A `CoreDataSource` is shared by all shards and hands each shard its own `CoreDataLookup`
-//! (so an adapter can give each shard its own channel to a sidecar). The embedded source
-//! serves campaigns from a JSON file in the reference's format; it is the default when no
-//! Redis is configured.
+//! (so an adapter can give each shard its own channel to a sidecar) and, if the store pushes
+//! changes, the stream of `CoreDataUpdate`s for the campaigns that shard owns. The embedded
+//! source serves campaigns from a JSON file in the reference's format; it is the default when
+//! no Redis is configured.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +34,30 @@ pub enum CoreDataError {
 
 pub type LookupFuture = Pin<Box<dyn Future<Output = Result<Option<Campaign>, CoreDataError>>>>;
 
+/// A change pushed by the core data store, for the shard that owns the campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreDataUpdate {
+    /// Insert or replace a campaign (unless the cache holds a newer `version`).
+    Upsert(Campaign),
+    /// The campaign is gone (unless the cache holds a newer `version`).
+    Delete { id: String, version: Option<u64> },
+    /// The push feed may have missed updates (it reconnected): revalidate every entry on its
+    /// next lookup.
+    Resync,
+}
+
+/// A shard's stream of pushed changes.
+pub type UpdateStream = Pin<Box<dyn futures_lite::Stream<Item = CoreDataUpdate>>>;
+
+/// How the store looks from the engine, for `/health/ready`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreDataStatus {
+    /// Lookups can be answered.
+    pub up: bool,
+    /// What is wrong (or what is connected), in a few words.
+    pub detail: String,
+}
+
 /// One shard's handle on the core data store. Futures are `!Send`: they run on the shard.
 pub trait CoreDataLookup {
     fn lookup(&self, campaign_id: &str) -> LookupFuture;
@@ -40,6 +66,16 @@ pub trait CoreDataLookup {
 /// Shared by every shard; creates each shard's lookup handle.
 pub trait CoreDataSource: Send + Sync {
     fn for_shard(&self, shard: usize) -> Box<dyn CoreDataLookup>;
+    /// Shard `shard`'s pushed changes, if the store pushes any. Called once per shard.
+    fn updates(&self, _shard: usize) -> Option<UpdateStream> {
+        None
+    }
+    fn status(&self) -> CoreDataStatus {
+        CoreDataStatus {
+            up: true,
+            detail: String::new(),
+        }
+    }
     /// A short name for logs and `/health/ready`.
     fn name(&self) -> &'static str;
 }
@@ -134,6 +170,7 @@ pub fn synthetic_campaigns(count: usize) -> impl Iterator<Item = Campaign> {
             customer_id: (i % 100_000) as i32 + 1,
             customer_name: format!("Customer{}", i % 100_000 + 1),
             valid: true,
+            version: None,
         }
     })
 }

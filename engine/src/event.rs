@@ -248,6 +248,7 @@ mod tests {
             customer_id: 9124,
             customer_name: "Customer2".into(),
             valid: true,
+            version: None,
         }
     }
 

@@ -169,7 +169,9 @@ impl NewTraceId {
         let mut out = [0u8; TRACE_ID_BYTES];
         out[..7].copy_from_slice(b"Root=1-");
         let mut hex = [0u8; 32];
-        uuid::Uuid::from_u128(u128::from(secs)).simple().encode_lower(&mut hex);
+        uuid::Uuid::from_u128(u128::from(secs))
+            .simple()
+            .encode_lower(&mut hex);
         out[7..15].copy_from_slice(&hex[24..]);
         out[15] = b'-';
         uuid::Uuid::new_v4().simple().encode_lower(&mut hex);
@@ -212,7 +214,8 @@ fn ready(ctx: &ShardCtx) -> Resp {
         .map(|(i, _)| i)
         .collect();
     let stopping = shared.shutting_down.load(Ordering::Acquire);
-    let is_ready = up == shared.shards && sinks_failing.is_empty() && !stopping;
+    let core = shared.core_data.status();
+    let is_ready = up == shared.shards && sinks_failing.is_empty() && !stopping && core.up;
     let body = serde_json::json!({
         "ready": is_ready,
         "shards": shared.shards,
@@ -220,7 +223,9 @@ fn ready(ctx: &ShardCtx) -> Resp {
         "stopping": stopping,
         "sink": shared.sink_name,
         "sink_failing_shards": sinks_failing,
-        "core_data": shared.core_data_name,
+        "core_data": shared.core_data.name(),
+        "core_data_up": core.up,
+        "core_data_detail": core.detail,
     });
     let status = if is_ready {
         StatusCode::OK

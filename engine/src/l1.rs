@@ -11,6 +11,11 @@
 //!   passed it ("hot") is served while one background refresh runs.
 //! - Generation: `invalidate_all` bumps the generation; entries written before it are reloaded
 //!   on their next lookup (used when a push feed may have missed updates).
+//! - Pushed updates (`apply`): an upsert or delete carrying a `version` older than the entry's is
+//!   ignored; a delete leaves a negative entry (a tombstone) so an older upsert arriving later
+//!   cannot bring the campaign back. A load that was in flight when an update arrived does not
+//!   overwrite it.
+//! - Core data down: a load that fails falls back to the expired entry, if any ("stale" serve).
 //! - Eviction: CLOCK (second chance). At capacity the hand walks the ring, clearing `visited`
 //!   bits, and evicts the first entry not read since the last pass.
 
@@ -25,7 +30,7 @@ use futures_channel::oneshot;
 use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::campaign::Campaign;
-use crate::core_data::{CoreDataError, CoreDataLookup};
+use crate::core_data::{CoreDataError, CoreDataLookup, CoreDataUpdate};
 
 /// What a lookup found, for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +69,8 @@ impl L1Outcome {
 /// One cached answer: a campaign, or the fact that the id is unknown.
 pub struct Entry {
     pub campaign: Option<Arc<Campaign>>,
+    /// The version of the campaign, or of the delete that left this negative entry.
+    version: Option<u64>,
     written_at_ms: u64,
     generation: u64,
     visited: AtomicBool,
@@ -75,8 +82,20 @@ pub enum Probe {
     /// Serve this answer (`None` = unknown id). The outcome is `Hit`, `Negative` or `Stale`;
     /// with `Stale` the caller must ask the owner to refresh.
     Ready(Option<Arc<Campaign>>, L1Outcome),
-    /// No usable answer; the owner must load it. The outcome is `Miss` or `Expired`.
-    Load(L1Outcome),
+    /// No usable answer; the owner must load it. The outcome is `Miss` or `Expired`; `stale` is
+    /// the expired campaign, to serve if the load fails.
+    Load {
+        outcome: L1Outcome,
+        stale: Option<Arc<Campaign>>,
+    },
+}
+
+/// What `L1Owner::apply` did with a pushed update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// The cache holds a newer version.
+    Ignored,
 }
 
 /// Milliseconds since the first call in this process: a monotonic, cheap clock.
@@ -113,7 +132,10 @@ impl L1Map {
     pub fn probe(&self, id: &str, now: u64) -> Probe {
         let guard = self.map.guard();
         let Some(entry) = self.map.get(id, &guard) else {
-            return Probe::Load(L1Outcome::Miss);
+            return Probe::Load {
+                outcome: L1Outcome::Miss,
+                stale: None,
+            };
         };
         if !entry.visited.load(Ordering::Relaxed) {
             entry.visited.store(true, Ordering::Relaxed);
@@ -124,7 +146,10 @@ impl L1Map {
             None if current && age < self.negative_ttl_ms => {
                 Probe::Ready(None, L1Outcome::Negative)
             }
-            None => Probe::Load(L1Outcome::Expired),
+            None => Probe::Load {
+                outcome: L1Outcome::Expired,
+                stale: None,
+            },
             Some(c) if current && age < self.ttl_ms => {
                 Probe::Ready(Some(c.clone()), L1Outcome::Hit)
             }
@@ -139,10 +164,16 @@ impl L1Map {
                 {
                     Probe::Ready(Some(c.clone()), L1Outcome::Stale)
                 } else {
-                    Probe::Load(L1Outcome::Expired)
+                    Probe::Load {
+                        outcome: L1Outcome::Expired,
+                        stale: Some(c.clone()),
+                    }
                 }
             }
-            Some(_) => Probe::Load(L1Outcome::Expired),
+            Some(c) => Probe::Load {
+                outcome: L1Outcome::Expired,
+                stale: Some(c.clone()),
+            },
         }
     }
 
@@ -162,6 +193,12 @@ impl L1Map {
 
 type LoadResult = Result<Option<Arc<Campaign>>, CoreDataError>;
 
+/// A load in flight: who waits for it, and whether a pushed update overtook it.
+struct Inflight {
+    waiters: Vec<oneshot::Sender<LoadResult>>,
+    superseded: bool,
+}
+
 /// The owner shard's write side of its `L1Map`. `!Send`: lives on its shard.
 pub struct L1Owner {
     map: Arc<L1Map>,
@@ -169,7 +206,7 @@ pub struct L1Owner {
     len: Cell<usize>,
     /// CLOCK ring of keys in insertion order; keys of removed entries are skipped lazily.
     ring: RefCell<VecDeque<Box<str>>>,
-    inflight: RefCell<HashMap<Box<str>, Vec<oneshot::Sender<LoadResult>>>>,
+    inflight: RefCell<HashMap<Box<str>, Inflight>>,
     lookup: Box<dyn CoreDataLookup>,
     evictions: Cell<u64>,
 }
@@ -206,8 +243,14 @@ impl L1Owner {
 
     /// Stores an answer for `id` (a campaign, or `None` for unknown), evicting if full.
     pub fn insert(&self, id: &str, campaign: Option<Arc<Campaign>>) {
+        let version = campaign.as_ref().and_then(|c| c.version);
+        self.insert_versioned(id, campaign, version);
+    }
+
+    fn insert_versioned(&self, id: &str, campaign: Option<Arc<Campaign>>, version: Option<u64>) {
         let entry = Entry {
             campaign,
+            version,
             written_at_ms: now_ms(),
             generation: self.map.generation.load(Ordering::Acquire),
             visited: AtomicBool::new(false),
@@ -225,7 +268,35 @@ impl L1Owner {
         }
     }
 
-    /// Drops `id` from the cache (a delete pushed by the core data store).
+    /// Applies a change pushed by the core data store.
+    pub fn apply(&self, update: CoreDataUpdate) -> Applied {
+        let (id, campaign, version) = match update {
+            CoreDataUpdate::Resync => {
+                self.map.invalidate_all();
+                return Applied::Applied;
+            }
+            CoreDataUpdate::Upsert(c) => (c.program_id.clone(), Some(c), None),
+            CoreDataUpdate::Delete { id, version } => (id, None, version),
+        };
+        let version = campaign.as_ref().map_or(version, |c| c.version);
+        {
+            let guard = self.map.map.guard();
+            if let Some(held) = self.map.map.get(id.as_str(), &guard) {
+                if let (Some(held), Some(new)) = (held.version, version) {
+                    if new < held {
+                        return Applied::Ignored;
+                    }
+                }
+            }
+        }
+        if let Some(inflight) = self.inflight.borrow_mut().get_mut(id.as_str()) {
+            inflight.superseded = true;
+        }
+        self.insert_versioned(&id, campaign.map(Arc::new), version);
+        Applied::Applied
+    }
+
+    /// Drops `id` from the cache.
     pub fn remove(&self, id: &str) {
         let guard = self.map.map.guard();
         if self.map.map.remove(id, &guard).is_some() {
@@ -259,12 +330,16 @@ impl L1Owner {
         let first = {
             let mut inflight = self.inflight.borrow_mut();
             match inflight.get_mut(id) {
-                Some(waiters) => {
-                    waiters.push(tx);
+                Some(load) => {
+                    load.waiters.push(tx);
                     false
                 }
                 None => {
-                    inflight.insert(id.into(), vec![tx]);
+                    let load = Inflight {
+                        waiters: vec![tx],
+                        superseded: false,
+                    };
+                    inflight.insert(id.into(), load);
                     true
                 }
             }
@@ -273,16 +348,23 @@ impl L1Owner {
             let owner = self.clone();
             let id: Box<str> = id.into();
             glommio::spawn_local(async move {
-                let result = owner
+                let mut result = owner
                     .lookup
                     .lookup(&id)
                     .await
                     .map(|found| found.map(Arc::new));
-                if let Ok(found) = &result {
+                let load = owner.inflight.borrow_mut().remove(&id);
+                if load.as_ref().is_some_and(|l| l.superseded) {
+                    // A pushed update arrived while this lookup was on its way: the cache
+                    // holds the newer answer; hand that out instead of what was read.
+                    let guard = owner.map.map.guard();
+                    if let Some(e) = owner.map.map.get(&*id, &guard) {
+                        result = Ok(e.campaign.clone());
+                    }
+                } else if let Ok(found) = &result {
                     owner.insert(&id, found.clone());
                 }
-                let waiters = owner.inflight.borrow_mut().remove(&id).unwrap_or_default();
-                for waiter in waiters {
+                for waiter in load.map(|l| l.waiters).unwrap_or_default() {
                     let _ = waiter.send(result.clone());
                 }
             })
@@ -323,6 +405,7 @@ mod tests {
             customer_id: 1,
             customer_name: "c".into(),
             valid: true,
+            version: None,
         }))
     }
 
@@ -376,7 +459,10 @@ mod tests {
         ));
         assert!(matches!(
             l1.map().probe("nope", now),
-            Probe::Load(L1Outcome::Miss)
+            Probe::Load {
+                outcome: L1Outcome::Miss,
+                ..
+            }
         ));
         // 2 s later: "a" was read (hot) so it is served stale; the negative entry expired.
         let later = now + 2_000;
@@ -386,19 +472,91 @@ mod tests {
         ));
         assert!(matches!(
             l1.map().probe("gone", later),
-            Probe::Load(L1Outcome::Expired)
+            Probe::Load {
+                outcome: L1Outcome::Expired,
+                stale: None
+            }
         ));
         // After an invalidation every entry must be reloaded.
         l1.insert("b", campaign("b"));
         l1.map().invalidate_all();
         assert!(matches!(
             l1.map().probe("b", now_ms()),
-            Probe::Load(L1Outcome::Expired)
+            Probe::Load {
+                outcome: L1Outcome::Expired,
+                stale: Some(_)
+            }
         ));
         l1.remove("b");
         assert!(matches!(
             l1.map().probe("b", now_ms()),
-            Probe::Load(L1Outcome::Miss)
+            Probe::Load {
+                outcome: L1Outcome::Miss,
+                ..
+            }
+        ));
+    }
+
+    fn versioned(id: &str, name: &str, version: Option<u64>) -> Campaign {
+        let mut c = campaign(id).unwrap().as_ref().clone();
+        c.program_name = name.into();
+        c.version = version;
+        c
+    }
+
+    fn name_of(l1: &L1Owner, id: &str) -> Option<String> {
+        match l1.map().probe(id, now_ms()) {
+            Probe::Ready(c, _) => c.map(|c| c.program_name.clone()),
+            Probe::Load { .. } => panic!("{id} not cached"),
+        }
+    }
+
+    #[test]
+    fn older_versions_never_overwrite_newer_ones() {
+        let l1 = owner(10, 600, 30);
+        assert_eq!(
+            l1.apply(CoreDataUpdate::Upsert(versioned("a", "v2", Some(2)))),
+            Applied::Applied
+        );
+        assert_eq!(
+            l1.apply(CoreDataUpdate::Upsert(versioned("a", "v1", Some(1)))),
+            Applied::Ignored
+        );
+        assert_eq!(name_of(&l1, "a").as_deref(), Some("v2"));
+        assert_eq!(
+            l1.apply(CoreDataUpdate::Delete {
+                id: "a".into(),
+                version: Some(3)
+            }),
+            Applied::Applied
+        );
+        assert_eq!(name_of(&l1, "a"), None, "a delete leaves a tombstone");
+        assert_eq!(
+            l1.apply(CoreDataUpdate::Upsert(versioned("a", "v2", Some(2)))),
+            Applied::Ignored
+        );
+        assert_eq!(
+            l1.apply(CoreDataUpdate::Upsert(versioned("a", "v4", Some(4)))),
+            Applied::Applied
+        );
+        assert_eq!(name_of(&l1, "a").as_deref(), Some("v4"));
+        // Unversioned updates: last write wins.
+        assert_eq!(
+            l1.apply(CoreDataUpdate::Upsert(versioned("b", "x", None))),
+            Applied::Applied
+        );
+        assert_eq!(
+            l1.apply(CoreDataUpdate::Upsert(versioned("b", "y", None))),
+            Applied::Applied
+        );
+        assert_eq!(name_of(&l1, "b").as_deref(), Some("y"));
+        l1.apply(CoreDataUpdate::Resync);
+        assert!(matches!(
+            l1.map().probe("b", now_ms()),
+            Probe::Load {
+                outcome: L1Outcome::Expired,
+                ..
+            }
         ));
     }
 

@@ -117,6 +117,8 @@ pub struct Metrics {
     queue_full: IntCounterVec,
     sink_errors: IntCounterVec,
     shard_up: IntGaugeVec,
+    unvalidated: IntCounterVec,
+    updates: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -126,8 +128,13 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> 
 }
 
 impl Metrics {
+    /// Registers the engine's families in a new registry.
     pub fn new() -> Self {
-        let r = Registry::new();
+        Self::in_registry(Registry::new())
+    }
+
+    /// Registers the engine's families in `r` (shared with adapters).
+    pub fn in_registry(r: Registry) -> Self {
         let c = |name: &str, help: &str, labels: &[&str]| {
             reg(
                 &r,
@@ -170,6 +177,8 @@ impl Metrics {
             queue_full: c("beacon_sink_queue_full_total", "Seals refused because the sink queue was full", &["shard"]),
             sink_errors: c("beacon_sink_errors_total", "Failed sink writes (each is retried)", &["shard"]),
             shard_up: g("beacon_shard_up", "1 while the shard serves", &["shard"]),
+            unvalidated: c("beacon_events_unvalidated_total", "Events accepted without core data (on_core_data_unavailable = accept)", &["shard"]),
+            updates: c("beacon_core_data_updates_total", "Pushed core data changes, by result (ignored: the cache held a newer version)", &["result", "shard"]),
             registry: r,
         }
     }
@@ -223,6 +232,9 @@ impl Metrics {
             sink_queue_full: self.queue_full.with_label_values(&[s]),
             sink_errors: self.sink_errors.with_label_values(&[s]),
             shard_up: self.shard_up.with_label_values(&[s]),
+            unvalidated: self.unvalidated.with_label_values(&[s]),
+            updates_applied: self.updates.with_label_values(&["applied", s]),
+            updates_ignored: self.updates.with_label_values(&["ignored", s]),
         }
     }
 
@@ -263,6 +275,9 @@ pub struct ShardMetrics {
     pub sink_queue_full: IntCounter,
     pub sink_errors: IntCounter,
     pub shard_up: IntGauge,
+    pub unvalidated: IntCounter,
+    pub updates_applied: IntCounter,
+    pub updates_ignored: IntCounter,
 }
 
 impl ShardMetrics {

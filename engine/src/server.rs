@@ -34,7 +34,7 @@ pub struct Shared {
     pub http_done: AtomicUsize,
     pub sink_healthy: Vec<AtomicBool>,
     pub sink_name: &'static str,
-    pub core_data_name: &'static str,
+    pub core_data: Arc<dyn CoreDataSource>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +63,13 @@ pub struct Server {
 
 impl Server {
     /// Validates `cfg`, checks the environment, binds and starts every shard.
+    /// `metrics` is where the engine registers its metrics; adapters register theirs in the
+    /// same registry, so `/metrics` shows everything.
     pub fn start(
         cfg: EngineConfig,
         core_data: Arc<dyn CoreDataSource>,
         sink: Arc<dyn Sink>,
+        metrics: Metrics,
     ) -> Result<Server, ServerError> {
         cfg.validate().map_err(ServerError::Config)?;
         let shards = cfg.shard_count();
@@ -84,13 +87,13 @@ impl Server {
         let shared = Arc::new(Shared {
             shards,
             maps,
-            metrics: Metrics::new(),
+            metrics,
             shutting_down: AtomicBool::new(false),
             shards_up: AtomicUsize::new(0),
             http_done: AtomicUsize::new(0),
             sink_healthy: (0..shards).map(|_| AtomicBool::new(true)).collect(),
             sink_name: sink.name(),
-            core_data_name: core_data.name(),
+            core_data: core_data.clone(),
             cfg,
         });
         let mesh = MeshBuilder::full(shards, shared.cfg.mesh_channel_capacity);
@@ -198,7 +201,7 @@ fn bind_all(addr: SocketAddr, shards: usize) -> Result<(Vec<OwnedFd>, SocketAddr
 }
 
 /// CPUs this process may run on, in order.
-fn allowed_cpus() -> Vec<usize> {
+pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

@@ -89,6 +89,9 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
     });
     spawn_receivers(&ctx, &mut receivers);
     spawn_sink_health(ctx.clone());
+    if let Some(updates) = core_data.updates(id) {
+        spawn_update_consumer(ctx.clone(), updates);
+    }
 
     // SAFETY: the fd is a bound, listening TCP socket that this shard now owns alone.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
@@ -217,6 +220,20 @@ fn spawn_shutdown_watch(shared: Arc<Shared>, stop: Rc<Event>) {
             glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
         }
         stop.notify(usize::MAX);
+    })
+    .detach();
+}
+
+/// Applies the core data store's pushed changes to this shard's L1, as they come.
+fn spawn_update_consumer(ctx: Rc<ShardCtx>, mut updates: crate::core_data::UpdateStream) {
+    use futures_lite::StreamExt;
+    glommio::spawn_local(async move {
+        while let Some(update) = updates.next().await {
+            match ctx.l1.apply(update) {
+                crate::l1::Applied::Applied => ctx.metrics.updates_applied.inc(),
+                crate::l1::Applied::Ignored => ctx.metrics.updates_ignored.inc(),
+            }
+        }
     })
     .detach();
 }

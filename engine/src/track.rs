@@ -14,7 +14,7 @@ use glommio::channels::channel_mesh::Senders;
 
 use crate::batcher::Batcher;
 use crate::campaign::Campaign;
-use crate::config::Routing;
+use crate::config::{OnUnavailable, Routing};
 use crate::core_data::CoreDataError;
 use crate::event::Event;
 use crate::l1::{now_ms, L1Outcome, L1Owner, Probe};
@@ -70,7 +70,7 @@ impl ShardCtx {
                     req: FwdRequest::new(m),
                 };
                 if self.senders.send_to(owner, msg).await.is_err() {
-                    return self.unavailable();
+                    return self.unavailable(m);
                 }
                 pending.await
             }
@@ -83,9 +83,9 @@ impl ShardCtx {
                             .senders
                             .try_send_to(owner, MeshMsg::Refresh { id: m.id.into() });
                     }
-                    self.accept(campaign.as_deref(), m)
+                    self.accept(campaign.as_deref(), m, true)
                 }
-                Probe::Load(outcome) => {
+                Probe::Load { outcome, stale } => {
                     self.metrics.l1(outcome);
                     self.metrics.forwarded_misses.inc();
                     let (key, pending) = self.resolved.wait();
@@ -93,13 +93,11 @@ impl ShardCtx {
                         key,
                         id: m.id.into(),
                     };
-                    if self.senders.send_to(owner, msg).await.is_err() {
-                        return self.unavailable();
-                    }
-                    match pending.await {
-                        Ok(campaign) => self.accept(campaign.as_deref(), m),
-                        Err(_) => self.unavailable(),
-                    }
+                    let result = match self.senders.send_to(owner, msg).await {
+                        Ok(()) => pending.await,
+                        Err(_) => Err(CoreDataError::Unavailable("owner shard gone".into())),
+                    };
+                    self.answer_loaded(result, stale, m)
                 }
             },
         }
@@ -113,9 +111,9 @@ impl ShardCtx {
                 if outcome == L1Outcome::Stale {
                     self.l1.refresh(m.id);
                 }
-                Some(self.accept(campaign.as_deref(), m))
+                Some(self.accept(campaign.as_deref(), m, true))
             }
-            Probe::Load(_) => None,
+            Probe::Load { .. } => None,
         }
     }
 
@@ -124,25 +122,49 @@ impl ShardCtx {
         match self.l1.map().probe(m.id, now_ms()) {
             Probe::Ready(campaign, outcome) => {
                 self.metrics.l1(outcome);
-                self.accept(campaign.as_deref(), m)
+                self.accept(campaign.as_deref(), m, true)
             }
-            Probe::Load(outcome) => {
+            Probe::Load { outcome, stale } => {
                 self.metrics.l1(outcome);
-                match self.l1.load(m.id).await {
-                    Ok(campaign) => self.accept(campaign.as_deref(), m),
-                    Err(_) => self.unavailable(),
-                }
+                let result = self.l1.load(m.id).await;
+                self.answer_loaded(result, stale, m)
             }
         }
     }
 
-    fn unavailable(&self) -> Reply {
-        self.metrics.refused(Refusal::Unavailable);
-        Reply::Unavailable
+    /// Answers after a load: the loaded campaign; if the load failed, the expired entry (a
+    /// stale serve); failing that, `on_core_data_unavailable`.
+    fn answer_loaded(
+        &self,
+        result: LoadResult,
+        stale: Option<Arc<Campaign>>,
+        m: &Meta<'_>,
+    ) -> Reply {
+        match (result, stale) {
+            (Ok(campaign), _) => self.accept(campaign.as_deref(), m, true),
+            (Err(_), Some(stale)) => {
+                self.metrics.l1(L1Outcome::Stale);
+                self.accept(Some(&stale), m, true)
+            }
+            (Err(_), None) => self.unavailable(m),
+        }
+    }
+
+    fn unavailable(&self, m: &Meta<'_>) -> Reply {
+        match self.shared.cfg.on_core_data_unavailable {
+            OnUnavailable::Reject => {
+                self.metrics.refused(Refusal::Unavailable);
+                Reply::Unavailable
+            }
+            OnUnavailable::Accept => {
+                self.metrics.unvalidated.inc();
+                self.accept(Some(&Campaign::unvalidated(m.id)), m, false)
+            }
+        }
     }
 
     /// Turns a lookup answer into an event in this shard's batch, and the reply.
-    fn accept(&self, campaign: Option<&Campaign>, m: &Meta<'_>) -> Reply {
+    fn accept(&self, campaign: Option<&Campaign>, m: &Meta<'_>, validated: bool) -> Reply {
         let Some(campaign) = campaign else {
             return Reply::NotFound;
         };
@@ -160,7 +182,7 @@ impl ShardCtx {
                 .unwrap_or(0),
             client_ip: m.client_ip,
             trace_id: m.trace_id,
-            validated: true,
+            validated,
         };
         if self.batcher.append(&event).is_err() {
             self.metrics.refused(Refusal::Backpressure);

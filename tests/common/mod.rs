@@ -1,6 +1,8 @@
 //! Test fixture: runs the real `beacon` binary on 127.0.0.1:0 and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -74,7 +76,11 @@ impl Beacon {
     }
 
     /// GET `path`: (status, headers, body).
-    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, ureq::http::HeaderMap, String) {
+    pub fn get(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, ureq::http::HeaderMap, String) {
         let mut req = self.agent.get(&self.url(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -115,7 +121,10 @@ impl Beacon {
                 self.child = None;
                 return status;
             }
-            assert!(Instant::now() < deadline, "beacon did not stop within 30 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "beacon did not stop within 30 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -128,8 +137,16 @@ impl Beacon {
 
 pub fn tail(dir: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(bin()).arg("tail").arg(dir).output().unwrap();
-    assert!(out.status.success(), "tail failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.is_empty(), "tail reported problems: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tail failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "tail reported problems: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

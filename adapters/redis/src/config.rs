@@ -1,0 +1,157 @@
+//! The Redis adapter's configuration (`[redis]` in the config file, `BEACON_REDIS_*`).
+
+use serde::{Deserialize, Serialize};
+
+/// Redis core data settings. Field docs give unit and default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS. No default: without
+    /// it (and without `REDIS_HOST`) beacon uses its embedded core data.
+    pub url: Option<String>,
+    /// Prefix of every program hash's key. Default empty: the reference's layout (key = id).
+    pub key_prefix: String,
+    /// Channel the core data updater publishes on. Default `channel1`, the reference's.
+    pub channel: String,
+    /// Milliseconds a lookup may take, queueing included; then the request gets the
+    /// `on_core_data_unavailable` answer. Default 50.
+    pub timeout_ms: u64,
+    /// Milliseconds a connection attempt may take. Default 1,000.
+    pub connect_timeout_ms: u64,
+    /// Lookups queued for the sidecar across all shards; when full a lookup fails at once.
+    /// Default 4,096.
+    pub lookup_queue_max: usize,
+    /// Pushed changes queued per shard; when full the subscriber waits. Default 4,096.
+    pub update_queue_max: usize,
+    /// Milliseconds between PINGs on the subscription; an unanswered PING (within
+    /// `connect_timeout_ms`) means the subscription is dead and is rebuilt. Default 1,000.
+    pub ping_interval_ms: u64,
+    /// First reconnect delay in milliseconds; doubles (with full jitter) up to
+    /// `reconnect_max_ms`. Default 100.
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay in milliseconds. Default 5,000.
+    pub reconnect_max_ms: u64,
+    /// Largest channel message accepted, in bytes; larger ones are counted and skipped.
+    /// Default 65,536.
+    pub message_bytes_max: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            key_prefix: String::new(),
+            channel: "channel1".into(),
+            timeout_ms: 50,
+            connect_timeout_ms: 1_000,
+            lookup_queue_max: 4_096,
+            update_queue_max: 4_096,
+            ping_interval_ms: 1_000,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 5_000,
+            message_bytes_max: 65_536,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Every out-of-range field, named, with what is allowed.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        let mut range = |field: &str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                errors.push(format!(
+                    "config field `redis.{field}` = {v}: must be between {lo} and {hi}"
+                ));
+            }
+        };
+        range("timeout_ms", self.timeout_ms, 1, 60_000);
+        range("connect_timeout_ms", self.connect_timeout_ms, 1, 60_000);
+        range("lookup_queue_max", self.lookup_queue_max as u64, 1, 1 << 20);
+        range("update_queue_max", self.update_queue_max as u64, 1, 1 << 20);
+        range("ping_interval_ms", self.ping_interval_ms, 10, 600_000);
+        range("reconnect_min_ms", self.reconnect_min_ms, 1, 60_000);
+        range(
+            "reconnect_max_ms",
+            self.reconnect_max_ms,
+            self.reconnect_min_ms,
+            600_000,
+        );
+        range(
+            "message_bytes_max",
+            self.message_bytes_max as u64,
+            256,
+            512 << 20,
+        );
+        if self.channel.is_empty() {
+            errors.push(
+                "config field `redis.channel` is empty: name the channel the updater publishes on"
+                    .into(),
+            );
+        }
+        if let Some(url) = &self.url {
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                errors.push(format!(
+                    "config field `redis.url` = {url:?}: {e} (expected redis://[user:password@]host:port[/db] or rediss://…)"
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The key of program `id`'s hash.
+    pub fn key(&self, id: &str) -> String {
+        format!("{}{}", self.key_prefix, id)
+    }
+
+    pub(crate) fn backoff(&self) -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(self.reconnect_min_ms))
+            .with_max_delay(std::time::Duration::from_millis(self.reconnect_max_ms))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_references() {
+        let cfg = RedisConfig::default();
+        assert_eq!(cfg.channel, "channel1");
+        assert_eq!(cfg.key("212313"), "212313");
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let cfg = RedisConfig {
+            url: Some("http://nope".into()),
+            timeout_ms: 0,
+            ..RedisConfig::default()
+        };
+        let errors = cfg.validate().unwrap_err().join("\n");
+        assert!(errors.contains("redis.url"), "{errors}");
+        assert!(errors.contains("redis.timeout_ms"), "{errors}");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cfg = RedisConfig {
+            reconnect_min_ms: 10,
+            reconnect_max_ms: 100,
+            ..RedisConfig::default()
+        };
+        let delays: Vec<_> = cfg.backoff().take(20).collect();
+        assert_eq!(delays.len(), 20, "never gives up");
+        assert!(delays.iter().all(|d| d.as_millis() <= 200), "{delays:?}");
+    }
+}
