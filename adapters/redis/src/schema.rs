@@ -67,18 +67,28 @@ pub fn hash_fields(c: &Campaign) -> Vec<(&'static str, String)> {
 
 /// The channel payload announcing `c`, in the reference's field order.
 pub fn upsert_payload(c: &Campaign) -> String {
-    let mut v = serde_json::json!({
-        "programId": c.program_id,
-        "checksum": c.checksum,
-        "customerId": c.customer_id,
-        "customerName": c.customer_name,
-        "programName": c.program_name,
-        "valid": c.valid,
-    });
-    if let Some(version) = c.version {
-        v["version"] = version.into();
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Payload<'a> {
+        program_id: &'a str,
+        checksum: &'a str,
+        customer_id: i32,
+        customer_name: &'a str,
+        program_name: &'a str,
+        valid: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
     }
-    v.to_string()
+    serde_json::to_string(&Payload {
+        program_id: &c.program_id,
+        checksum: &c.checksum,
+        customer_id: c.customer_id,
+        customer_name: &c.customer_name,
+        program_name: &c.program_name,
+        valid: c.valid,
+        version: c.version,
+    })
+    .expect("serializing to memory cannot fail")
 }
 
 /// The channel payload announcing that program `id` is gone.
