@@ -1,14 +1,17 @@
-//! The whole configuration: `[engine]`, `[redis]` and `[sidecar]`, layered.
+//! The whole configuration: `[engine]`, `[redis]`, `[kinesis]` and `[sidecar]`, layered.
 //!
 //! Later sources win: defaults, the TOML file (`--config`), environment variables, flags.
 //! `BEACON_<FIELD>` sets an `[engine]` field, `BEACON_REDIS_<FIELD>` a `[redis]` one and
-//! `BEACON_SIDECAR_<FIELD>` a `[sidecar]` one. The reference's `REDIS_HOST`/`REDIS_PORT` give
-//! `redis.url` when nothing else does. Unknown fields and variables are errors.
+//! `BEACON_KINESIS_<FIELD>` a `[kinesis]` one and `BEACON_SIDECAR_<FIELD>` a `[sidecar]` one.
+//! The reference's `REDIS_HOST`/`REDIS_PORT` give `redis.url`, `EVENT_STREAM` gives
+//! `kinesis.stream` and `REGION` gives `kinesis.region`, when nothing else does. Unknown fields
+//! and variables are errors.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use beacon_engine::EngineConfig;
+use beacon_kinesis::KinesisConfig;
 use beacon_redis::RedisConfig;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +29,7 @@ pub struct SidecarConfig {
 pub struct Config {
     pub engine: EngineConfig,
     pub redis: RedisConfig,
+    pub kinesis: KinesisConfig,
     pub sidecar: SidecarConfig,
 }
 
@@ -46,7 +50,7 @@ impl Overrides {
     }
 }
 
-const SECTIONS: [&str; 3] = ["engine", "redis", "sidecar"];
+const SECTIONS: [&str; 4] = ["engine", "redis", "kinesis", "sidecar"];
 
 fn fields_of<T: Serialize + Default>() -> Vec<String> {
     toml::Table::try_from(T::default())
@@ -59,11 +63,13 @@ fn known_fields(section: &str) -> Vec<String> {
     let mut fields = match section {
         "engine" => fields_of::<EngineConfig>(),
         "redis" => fields_of::<RedisConfig>(),
+        "kinesis" => fields_of::<KinesisConfig>(),
         _ => fields_of::<SidecarConfig>(),
     };
     let optional: &[&str] = match section {
         "engine" => &["shards", "campaigns"],
         "redis" => &["url"],
+        "kinesis" => &["stream", "endpoint", "region"],
         _ => &["cpu"],
     };
     fields.extend(optional.iter().map(|s| s.to_string()));
@@ -81,7 +87,7 @@ fn env_value(raw: &str) -> toml::Value {
 /// Maps `BEACON_X` to its section and field.
 fn env_target(var: &str) -> Option<(&'static str, String)> {
     let rest = var.strip_prefix("BEACON_")?.to_ascii_lowercase();
-    for section in ["redis", "sidecar"] {
+    for section in ["redis", "kinesis", "sidecar"] {
         if let Some(field) = rest.strip_prefix(&format!("{section}_")) {
             return Some((section, field.to_string()));
         }
@@ -101,7 +107,7 @@ pub fn load(file: Option<&PathBuf>, overrides: Overrides) -> Result<Config> {
     };
     for key in root.keys() {
         if !SECTIONS.contains(&key.as_str()) {
-            bail!("config file: unknown section [{key}]; known: [engine], [redis], [sidecar]");
+            bail!("config file: unknown section [{key}]; known: [engine], [redis], [kinesis], [sidecar]");
         }
     }
     let section = |root: &mut toml::Table, name: &str| -> Result<toml::Table> {
@@ -154,6 +160,16 @@ pub fn load(file: Option<&PathBuf>, overrides: Overrides) -> Result<Config> {
             redis.insert("url".into(), format!("redis://{host}:{port}").into());
         }
     }
+    let kinesis = &mut tables
+        .iter_mut()
+        .find(|(n, _)| *n == "kinesis")
+        .expect("known section")
+        .1;
+    for (var, field) in [("EVENT_STREAM", "stream"), ("REGION", "region")] {
+        if let (false, Ok(value)) = (kinesis.contains_key(field), std::env::var(var)) {
+            kinesis.insert(field.into(), value.into());
+        }
+    }
     let whole: toml::Table = tables
         .into_iter()
         .map(|(n, t)| (n.to_string(), toml::Value::Table(t)))
@@ -170,6 +186,9 @@ pub fn load(file: Option<&PathBuf>, overrides: Overrides) -> Result<Config> {
         errors.extend(es.iter().map(|e| e.to_string()));
     }
     if let Err(es) = cfg.redis.validate() {
+        errors.extend(es);
+    }
+    if let Err(es) = cfg.kinesis.validate() {
         errors.extend(es);
     }
     if !errors.is_empty() {

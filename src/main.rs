@@ -13,6 +13,7 @@ use beacon_engine::campaign::Campaign;
 use beacon_engine::core_data::{CoreDataSource, EmbeddedCoreData};
 use beacon_engine::metrics::Metrics;
 use beacon_engine::segment::{read_all, SegmentSink};
+use beacon_engine::sink::Sink;
 use beacon_engine::Server;
 use clap::{Args, Parser, Subcommand};
 use config::{Config, Overrides};
@@ -142,6 +143,12 @@ struct ServeArgs {
     /// CPU for the sidecar thread (default: a CPU no shard uses, if any).
     #[arg(long)]
     sidecar_cpu: Option<usize>,
+    /// Send events to this Kinesis stream (also EVENT_STREAM) instead of segment files.
+    #[arg(long)]
+    kinesis_stream: Option<String>,
+    /// Endpoint of a local implementation of the Kinesis API, e.g. http://127.0.0.1:4567.
+    #[arg(long)]
+    kinesis_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -169,6 +176,8 @@ impl ServeArgs {
         o.set("engine", "pin_shards", self.pin_shards);
         o.set("redis", "url", self.redis_url.clone());
         o.set("sidecar", "cpu", self.sidecar_cpu.map(|v| v as i64));
+        o.set("kinesis", "stream", self.kinesis_stream.clone());
+        o.set("kinesis", "endpoint", self.kinesis_endpoint.clone());
         o
     }
 
@@ -197,10 +206,8 @@ fn main() -> ExitCode {
 }
 
 fn warn_unused_reference_env(cfg: &Config) {
-    for name in ["EVENT_STREAM", "REGION"] {
-        if std::env::var_os(name).is_some() {
-            eprintln!("beacon: warning: {name} is set, but this build has no Kinesis sink yet; it is ignored");
-        }
+    if cfg.kinesis.stream.is_none() && std::env::var_os("REGION").is_some() {
+        eprintln!("beacon: warning: REGION is set without a Kinesis stream; it is ignored");
     }
     if cfg.redis.url.is_none() && std::env::var_os("REDIS_PORT").is_some() {
         eprintln!("beacon: warning: REDIS_PORT is set without REDIS_HOST; it is ignored");
@@ -219,33 +226,59 @@ fn serve(cfg: Config) -> Result<()> {
     warn_unused_reference_env(&cfg);
     let metrics = Metrics::new();
     let shards = cfg.engine.shard_count();
-    // Created before the server and dropped after it: the sidecar outlives every shard.
+    // Created before the server and dropped after it: the sidecar outlives every shard, so
+    // every job a shard hands it gets an answer.
     let mut sidecar = None;
+    let mut sidecar_handle = || -> Result<tokio::runtime::Handle> {
+        if sidecar.is_none() {
+            sidecar = Some(sidecar::Sidecar::start(
+                cfg.sidecar.cpu.or_else(|| sidecar::spare_cpu(shards)),
+            )?);
+        }
+        Ok(sidecar.as_ref().expect("just started").handle().clone())
+    };
     let core: Arc<dyn CoreDataSource> = match &cfg.redis.url {
         Some(url) => {
-            let car =
-                sidecar::Sidecar::start(cfg.sidecar.cpu.or_else(|| sidecar::spare_cpu(shards)))?;
-            let redis = beacon_redis::RedisCoreData::start(
+            let handle = sidecar_handle()?;
+            beacon_redis::RedisCoreData::start(
                 cfg.redis.clone(),
                 url,
                 shards,
-                car.handle(),
+                &handle,
                 &metrics.registry,
-            )?;
-            sidecar = Some(car);
-            redis
+            )?
         }
         None => Arc::new(embedded_core_data(&cfg)?),
     };
-    let sink = Arc::new(SegmentSink {
-        dir: cfg.engine.data_dir.clone(),
-        segment_bytes_max: cfg.engine.segment_bytes_max,
-        fsync: cfg.engine.fsync,
-    });
+    let sink: Arc<dyn Sink> = match &cfg.kinesis.stream {
+        Some(stream) => {
+            let handle = sidecar_handle()?;
+            beacon_kinesis::KinesisSink::start(
+                cfg.kinesis.clone(),
+                stream.clone(),
+                cfg.engine.data_dir.join("spool"),
+                shards,
+                &handle,
+                &metrics.registry,
+            )?
+        }
+        None => Arc::new(SegmentSink {
+            dir: cfg.engine.data_dir.clone(),
+            segment_bytes_max: cfg.engine.segment_bytes_max,
+            fsync: cfg.engine.fsync,
+        }),
+    };
     let core_name = core.name();
+    let sink_name = match &cfg.kinesis.stream {
+        Some(stream) => format!(
+            "Kinesis stream {stream} (spool in {})",
+            cfg.engine.data_dir.join("spool").display()
+        ),
+        None => format!("segment files in {}", cfg.engine.data_dir.display()),
+    };
     let server = Server::start(cfg.engine.clone(), core, sink, metrics)?;
     println!(
-        "beacon listening on http://{} with {} shards (routing {}, records {:?}, core data {}{}, sink segment files in {})",
+        "beacon listening on http://{} with {} shards (routing {}, records {:?}, core data {}{}, sink {})",
         server.local_addr(),
         server.shards(),
         cfg.engine.routing.as_str(),
@@ -256,7 +289,7 @@ fn serve(cfg: Config) -> Result<()> {
             Some(None) => " via the sidecar (unpinned)".to_string(),
             None => String::new(),
         },
-        cfg.engine.data_dir.display()
+        sink_name
     );
     let stopper = server.stopper();
     let mut signals = signal_hook::iterator::Signals::new([

@@ -215,13 +215,17 @@ fn ready(ctx: &ShardCtx) -> Resp {
         .collect();
     let stopping = shared.shutting_down.load(Ordering::Acquire);
     let core = shared.core_data.status();
-    let is_ready = up == shared.shards && sinks_failing.is_empty() && !stopping && core.up;
+    let sink = shared.sink.status();
+    let is_ready =
+        up == shared.shards && sinks_failing.is_empty() && !stopping && core.up && sink.healthy;
     let body = serde_json::json!({
         "ready": is_ready,
         "shards": shared.shards,
         "shards_up": up,
         "stopping": stopping,
-        "sink": shared.sink_name,
+        "sink": shared.sink.name(),
+        "sink_healthy": sink.healthy,
+        "sink_detail": sink.detail,
         "sink_failing_shards": sinks_failing,
         "core_data": shared.core_data.name(),
         "core_data_up": core.up,

@@ -33,7 +33,7 @@ pub struct Shared {
     pub shards_up: AtomicUsize,
     pub http_done: AtomicUsize,
     pub sink_healthy: Vec<AtomicBool>,
-    pub sink_name: &'static str,
+    pub sink: Arc<dyn Sink>,
     pub core_data: Arc<dyn CoreDataSource>,
 }
 
@@ -92,7 +92,7 @@ impl Server {
             shards_up: AtomicUsize::new(0),
             http_done: AtomicUsize::new(0),
             sink_healthy: (0..shards).map(|_| AtomicBool::new(true)).collect(),
-            sink_name: sink.name(),
+            sink: sink.clone(),
             core_data: core_data.clone(),
             cfg,
         });

@@ -77,6 +77,18 @@ pub enum SinkError {
     /// The sink cannot take batches at all (misconfiguration); retrying does not help.
     #[error("sink unusable: {0}")]
     Fatal(String),
+    /// The sink has no room now (for example its spool is full); the write is retried.
+    #[error("sink full: {0}")]
+    Full(String),
+}
+
+/// How the sink looks from the engine, for `/health/ready`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkStatus {
+    /// Writes are reaching their destination.
+    pub healthy: bool,
+    /// What is wrong, in a few words.
+    pub detail: String,
 }
 
 /// One shard's handle on the sink. `!Send`: it lives on its shard.
@@ -94,4 +106,10 @@ pub trait Sink: Send + Sync {
     fn open(&self, shard: usize) -> LocalBoxFuture<'static, Result<Box<dyn ShardSink>, SinkError>>;
     /// A short name for logs and `/health/ready`.
     fn name(&self) -> &'static str;
+    fn status(&self) -> SinkStatus {
+        SinkStatus {
+            healthy: true,
+            detail: String::new(),
+        }
+    }
 }

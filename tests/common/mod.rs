@@ -1,6 +1,7 @@
 //! Test fixture: runs the real `beacon` binary on 127.0.0.1:0 and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod kinesis;
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,38 @@
+//! # beacon-kinesis
+//!
+//! The engine's sink port on Amazon Kinesis Data Streams: every accepted event delivered at
+//! least once, batched per core.
+//!
+//! # Layout
+//!
+//! | module | part |
+//! |---|---|
+//! | `config` | `KinesisConfig`: stream, endpoint, limits, retry and spool bounds |
+//! | `sink` | `KinesisSink` (the engine's `Sink`) and each shard's `ShardKinesis`: in-flight bounds, spooling, replay |
+//! | `sender` | on the sidecar: `PutRecords` calls, retrying failed records with capped exponential backoff and full jitter |
+//! | `spool` | per-shard on-disk spool (glommio DMA files) and dead-letter files |
+//! | `metrics` | the adapter's Prometheus families |
+//!
+//! A shard owns every record's fate. It hands a sealed batch to the sidecar as a job while its
+//! bytes and calls in flight are under their bounds; the sidecar sends it with `PutRecords`,
+//! resends only the records that failed, and gives back whatever it could not deliver within
+//! `record_ttl_ms` (or by shutdown). The shard spools what comes back, and what it cannot
+//! send in time, to disk, and replays the spool in order when Kinesis takes records again.
+//! Records that can never succeed (larger than a Kinesis record may be) go to a dead-letter
+//! file. Only a full spool makes the engine answer 503.
+
+pub mod config;
+pub mod metrics;
+mod sender;
+pub mod sink;
+pub mod spool;
+
+pub use config::{KinesisConfig, PartitionKey};
+pub use sink::KinesisSink;
+
+/// One record on its way to Kinesis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub partition_key: String,
+    pub data: Vec<u8>,
+}

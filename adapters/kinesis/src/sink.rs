@@ -1,0 +1,412 @@
+//! `KinesisSink`, the engine's sink port on Kinesis, and each shard's `ShardKinesis`.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use beacon_engine::sink::{LocalBoxFuture, SealedBatch, ShardSink, Sink, SinkError, SinkStatus};
+use event_listener::Event;
+use futures_channel::oneshot;
+
+use crate::config::{KinesisConfig, PartitionKey};
+use crate::metrics::KinesisMetrics;
+use crate::sender::{Job, Sender};
+use crate::spool::{Spool, SpoolError};
+use crate::Entry;
+
+/// How often the replay task looks at the spool when nothing kicks it.
+const REPLAY_TICK_MS: u64 = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot register Kinesis metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+pub struct KinesisSink {
+    cfg: KinesisConfig,
+    spool_dir: PathBuf,
+    jobs: async_channel::Sender<Job>,
+    metrics: KinesisMetrics,
+    healthy: Arc<AtomicBool>,
+    last_error: Arc<Mutex<String>>,
+}
+
+impl KinesisSink {
+    /// Starts the sender on `sidecar` and registers the metrics. `spool_dir` gets one
+    /// directory per shard. The AWS client is built on the sidecar from the standard chain
+    /// (environment, profile, ECS task role, IMDS), with `cfg.region` and `cfg.endpoint` on top.
+    pub fn start(
+        cfg: KinesisConfig,
+        stream: String,
+        spool_dir: PathBuf,
+        shards: usize,
+        sidecar: &tokio::runtime::Handle,
+        registry: &prometheus::Registry,
+    ) -> Result<Arc<Self>, StartError> {
+        let metrics = KinesisMetrics::register(registry)?;
+        let (jobs, jobs_rx) =
+            async_channel::bounded(shards * cfg.calls_in_flight_per_shard_max * 2 + 16);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let last_error = Arc::new(Mutex::new(String::new()));
+        let sender_cfg = cfg.clone();
+        let (m, h, e) = (metrics.clone(), healthy.clone(), last_error.clone());
+        sidecar.spawn(async move {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(region) = &sender_cfg.region {
+                loader = loader.region(aws_config::Region::new(region.clone()));
+            }
+            let sdk = loader.load().await;
+            // beacon retries records itself (only the failed ones, with full jitter).
+            let mut conf = aws_sdk_kinesis::config::Builder::from(&sdk)
+                .retry_config(aws_config::retry::RetryConfig::disabled());
+            if let Some(endpoint) = &sender_cfg.endpoint {
+                conf = conf.endpoint_url(endpoint);
+            }
+            let client = aws_sdk_kinesis::Client::from_conf(conf.build());
+            let sender = Sender {
+                client,
+                stream,
+                cfg: sender_cfg,
+                metrics: m,
+                healthy: h,
+                last_error: e,
+            };
+            crate::sender::serve(Arc::new(sender), jobs_rx).await;
+        });
+        Ok(Arc::new(KinesisSink {
+            cfg,
+            spool_dir,
+            jobs,
+            metrics,
+            healthy,
+            last_error,
+        }))
+    }
+}
+
+impl Sink for KinesisSink {
+    fn open(&self, shard: usize) -> LocalBoxFuture<'static, Result<Box<dyn ShardSink>, SinkError>> {
+        let dir = self.spool_dir.join(format!("shard-{shard}"));
+        let cfg = self.cfg.clone();
+        let jobs = self.jobs.clone();
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let spool = Spool::open(&dir, cfg.spool_bytes_max).map_err(spool_err)?;
+            let s = shard.to_string();
+            metrics
+                .spooled_bytes
+                .with_label_values(&[&s])
+                .set(spool.bytes() as i64);
+            let state = Rc::new(ShardState {
+                label: s,
+                cfg,
+                jobs,
+                spool: glommio::sync::RwLock::new(spool),
+                bytes_in_flight: Cell::new(0),
+                calls_in_flight: Cell::new(0),
+                replaying: Cell::new(false),
+                closing: Cell::new(false),
+                room: Event::new(),
+                kick: Event::new(),
+                give_up: Arc::new(AtomicBool::new(false)),
+                give_up_now: Arc::new(tokio::sync::Notify::new()),
+                metrics,
+            });
+            glommio::spawn_local(replay(state.clone())).detach();
+            Ok(Box::new(ShardKinesis { state }) as Box<dyn ShardSink>)
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "kinesis"
+    }
+
+    fn status(&self) -> SinkStatus {
+        let healthy = self.healthy.load(Ordering::Acquire);
+        SinkStatus {
+            healthy,
+            detail: if healthy {
+                String::new()
+            } else {
+                self.last_error.lock().expect("not poisoned").clone()
+            },
+        }
+    }
+}
+
+fn spool_err(e: SpoolError) -> SinkError {
+    match e {
+        SpoolError::Full { .. } => SinkError::Full(e.to_string()),
+        SpoolError::Io { path, source } => SinkError::Io {
+            what: format!("spool {}", path.display()),
+            source,
+        },
+        SpoolError::Corrupt { .. } => SinkError::Fatal(e.to_string()),
+    }
+}
+
+struct ShardState {
+    label: String,
+    cfg: KinesisConfig,
+    jobs: async_channel::Sender<Job>,
+    spool: glommio::sync::RwLock<Spool>,
+    bytes_in_flight: Cell<usize>,
+    calls_in_flight: Cell<usize>,
+    /// A spooled batch is in flight; replay sends one at a time, in order.
+    replaying: Cell<bool>,
+    closing: Cell<bool>,
+    room: Event,
+    kick: Event,
+    give_up: Arc<AtomicBool>,
+    give_up_now: Arc<tokio::sync::Notify>,
+    metrics: KinesisMetrics,
+}
+
+fn bytes_of(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .map(|e| e.data.len() + e.partition_key.len())
+        .sum()
+}
+
+impl ShardState {
+    fn has_room(&self, bytes: usize) -> bool {
+        self.calls_in_flight.get() < self.cfg.calls_in_flight_per_shard_max
+            && (self.bytes_in_flight.get() == 0
+                || self.bytes_in_flight.get() + bytes <= self.cfg.bytes_in_flight_per_shard_max)
+    }
+
+    fn set_in_flight(&self, calls: isize, bytes: isize) {
+        self.calls_in_flight
+            .set((self.calls_in_flight.get() as isize + calls) as usize);
+        self.bytes_in_flight
+            .set((self.bytes_in_flight.get() as isize + bytes) as usize);
+        self.metrics
+            .bytes_in_flight
+            .with_label_values(&[&self.label])
+            .set(self.bytes_in_flight.get() as i64);
+    }
+
+    /// Hands `entries` to the sidecar; what comes back undelivered is spooled. `spooled` is the
+    /// spool batch these entries were read from, dropped once the outcome is safe.
+    fn dispatch(self: &Rc<Self>, entries: Vec<Entry>, spooled: Option<u64>) {
+        let bytes = bytes_of(&entries);
+        self.set_in_flight(1, bytes as isize);
+        let (reply, outcome) = oneshot::channel();
+        let job = Job {
+            entries,
+            deadline: Instant::now() + Duration::from_millis(self.cfg.record_ttl_ms),
+            give_up: self.give_up.clone(),
+            give_up_now: self.give_up_now.clone(),
+            reply,
+        };
+        let state = self.clone();
+        let immediate = match self.jobs.try_send(job) {
+            Ok(()) => None,
+            // The sidecar is gone or swamped: spool the lot now.
+            Err(e) => Some(e.into_inner().entries),
+        };
+        glommio::spawn_local(async move {
+            let undelivered = match immediate {
+                Some(entries) => entries,
+                // The sidecar answers every job; a dropped reply means its runtime stopped,
+                // which the binary only lets happen after every shard has closed its sink.
+                None => outcome.await.unwrap_or_default(),
+            };
+            {
+                let mut spool = state
+                    .spool
+                    .write()
+                    .await
+                    .expect("spool lock is never closed");
+                if !undelivered.is_empty() {
+                    // Already accepted: these must not be refused, so the bound may be passed.
+                    match spool.push_over_bound(&undelivered).await {
+                        Ok(()) => state
+                            .metrics
+                            .spooled_records
+                            .with_label_values(&[&state.label])
+                            .inc_by(undelivered.len() as u64),
+                        Err(e) => eprintln!(
+                            "beacon: kinesis shard {}: cannot spool undelivered records: {e}",
+                            state.label
+                        ),
+                    }
+                }
+                if let Some(seq) = spooled {
+                    if let Err(e) = spool.pop(seq) {
+                        eprintln!("beacon: kinesis shard {}: {e}", state.label);
+                    }
+                    state.replaying.set(false);
+                }
+                state
+                    .metrics
+                    .spooled_bytes
+                    .with_label_values(&[&state.label])
+                    .set(spool.bytes() as i64);
+            }
+            state.set_in_flight(-1, -(bytes as isize));
+            state.room.notify(usize::MAX);
+            state.kick.notify(1);
+        })
+        .detach();
+    }
+}
+
+/// Replays the spool, oldest batch first, one batch in flight at a time.
+async fn replay(state: Rc<ShardState>) {
+    loop {
+        let kicked = state.kick.listen();
+        if state.closing.get() {
+            return;
+        }
+        if !state.replaying.get()
+            && state.calls_in_flight.get() < state.cfg.calls_in_flight_per_shard_max
+        {
+            let front = {
+                let spool = state
+                    .spool
+                    .read()
+                    .await
+                    .expect("spool lock is never closed");
+                spool.front().await
+            };
+            match front {
+                Ok(Some((seq, entries))) => {
+                    state.replaying.set(true);
+                    state.dispatch(entries, Some(seq));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!(
+                        "beacon: kinesis shard {}: cannot replay the spool: {e}",
+                        state.label
+                    );
+                }
+            }
+        }
+        let _ = beacon_engine::rt::timeout(Duration::from_millis(REPLAY_TICK_MS), kicked).await;
+    }
+}
+
+struct ShardKinesis {
+    state: Rc<ShardState>,
+}
+
+fn entries_of(batch: &SealedBatch, key: PartitionKey) -> Vec<Entry> {
+    (0..batch.len())
+        .map(|i| Entry {
+            partition_key: match key {
+                PartitionKey::MessageId => batch.records[i].message_id.hyphenated().to_string(),
+                PartitionKey::CampaignId => batch.campaign_id(i).to_string(),
+            },
+            data: batch.record(i).to_vec(),
+        })
+        .collect()
+}
+
+impl ShardSink for ShardKinesis {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a SealedBatch,
+    ) -> LocalBoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let state = &self.state;
+            let cfg = &state.cfg;
+            let (entries, oversized): (Vec<Entry>, Vec<Entry>) =
+                entries_of(batch, cfg.partition_key)
+                    .into_iter()
+                    .partition(|e| e.data.len() + e.partition_key.len() <= cfg.record_bytes_max);
+            if !oversized.is_empty() {
+                let mut spool = state
+                    .spool
+                    .write()
+                    .await
+                    .expect("spool lock is never closed");
+                spool.dead_letter(&oversized).await.map_err(spool_err)?;
+                state
+                    .metrics
+                    .dead_lettered
+                    .with_label_values(&[&state.label])
+                    .inc_by(oversized.len() as u64);
+            }
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let bytes = bytes_of(&entries);
+            // While anything is spooled, new batches queue behind it, so that replay keeps order.
+            let spooling = !state
+                .spool
+                .read()
+                .await
+                .expect("spool lock is never closed")
+                .is_empty();
+            if !spooling {
+                let deadline = Instant::now() + Duration::from_millis(cfg.spool_after_ms);
+                loop {
+                    let freed = state.room.listen();
+                    if state.has_room(bytes) {
+                        state.dispatch(entries, None);
+                        return Ok(());
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || beacon_engine::rt::timeout(left, freed).await.is_none() {
+                        break;
+                    }
+                }
+            }
+            let mut spool = state
+                .spool
+                .write()
+                .await
+                .expect("spool lock is never closed");
+            spool.push(&entries).await.map_err(spool_err)?;
+            state
+                .metrics
+                .spooled_records
+                .with_label_values(&[&state.label])
+                .inc_by(entries.len() as u64);
+            state
+                .metrics
+                .spooled_bytes
+                .with_label_values(&[&state.label])
+                .set(spool.bytes() as i64);
+            state.kick.notify(1);
+            Ok(())
+        })
+    }
+
+    fn close(&mut self) -> LocalBoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let state = &self.state;
+            state.closing.set(true);
+            state.kick.notify(usize::MAX);
+            let flush_until = Instant::now() + Duration::from_millis(state.cfg.shutdown_flush_ms);
+            while state.calls_in_flight.get() > 0 && Instant::now() < flush_until {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            if state.calls_in_flight.get() > 0 {
+                // Out of time: the sidecar hands back what it holds, and it is spooled.
+                state.give_up.store(true, Ordering::Release);
+                state.give_up_now.notify_waiters();
+                let hard_stop =
+                    Instant::now() + Duration::from_millis(state.cfg.call_timeout_ms + 1_000);
+                while state.calls_in_flight.get() > 0 && Instant::now() < hard_stop {
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            if state.calls_in_flight.get() > 0 {
+                return Err(SinkError::Fatal(format!(
+                    "{} PutRecords calls still unanswered at shutdown",
+                    state.calls_in_flight.get()
+                )));
+            }
+            Ok(())
+        })
+    }
+}

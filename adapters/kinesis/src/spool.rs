@@ -1,0 +1,289 @@
+//! The per-shard spool: records Kinesis could not take in time, on disk, replayed in order.
+//!
+//! One file per spooled batch, `<dir>/<seq>.spool`, written with glommio's DMA stream writer and
+//! synced before the batch counts as spooled; files are replayed oldest first and deleted once
+//! Kinesis has taken every record in them. Each record is framed as
+//!
+//! ```text
+//! u32 LE length of the rest | u32 LE CRC-32 of the rest | u16 LE key length | key | data
+//! ```
+//!
+//! Dead-lettered records (ones Kinesis can never take) use the same framing in
+//! `<dir>/dead-letter/<seq>.dead`; nothing reads those back: they are for an operator.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use futures_lite::AsyncWriteExt;
+use glommio::io::{DmaFile, DmaStreamWriterBuilder};
+
+use crate::Entry;
+
+/// Bytes of a record's frame header.
+const FRAME_HEADER_BYTES: usize = 10;
+/// Buffer of the DMA stream writer.
+const WRITE_BUFFER_BYTES: usize = 128 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool full: {bytes} bytes of {max} (spool_bytes_max)")]
+    Full { bytes: u64, max: u64 },
+    #[error("spool I/O at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("spool file {path} is corrupt at byte {offset}")]
+    Corrupt { path: PathBuf, offset: usize },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(glommio::GlommioError<()>) -> SpoolError + '_ {
+    move |e| SpoolError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+pub fn encode(entries: &[Entry]) -> Vec<u8> {
+    let size: usize = entries
+        .iter()
+        .map(|e| FRAME_HEADER_BYTES + e.partition_key.len() + e.data.len())
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for e in entries {
+        let key = e.partition_key.as_bytes();
+        let rest = 2 + key.len() + e.data.len();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&(key.len() as u16).to_le_bytes());
+        crc.update(key);
+        crc.update(&e.data);
+        out.extend_from_slice(&(rest as u32).to_le_bytes());
+        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&e.data);
+    }
+    out
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, usize> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes.len() - at < FRAME_HEADER_BYTES {
+            return Err(at);
+        }
+        let rest = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+        let body = bytes.get(at + 8..at + 8 + rest).ok_or(at)?;
+        if crc32fast::hash(body) != crc || rest < 2 {
+            return Err(at);
+        }
+        let key_len = u16::from_le_bytes([body[0], body[1]]) as usize;
+        let key = body.get(2..2 + key_len).ok_or(at)?;
+        entries.push(Entry {
+            partition_key: String::from_utf8(key.to_vec()).map_err(|_| at)?,
+            data: body[2 + key_len..].to_vec(),
+        });
+        at += 8 + rest;
+    }
+    Ok(entries)
+}
+
+/// Writes `bytes` to a new file at `path` and syncs it.
+async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    let file = DmaFile::create(path).await.map_err(io_err(path))?;
+    let mut writer = DmaStreamWriterBuilder::new(file)
+        .with_buffer_size(WRITE_BUFFER_BYTES)
+        .build();
+    let io = |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    writer.write_all(bytes).await.map_err(io)?;
+    // close() syncs the data and trims the file to what was written.
+    writer.close().await.map_err(io)?;
+    Ok(())
+}
+
+/// Numbered files with `ext` in `dir`, oldest first, with their sizes.
+fn numbered_files(dir: &Path, ext: &str) -> io::Result<Vec<(u64, u64)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let seq = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(ext))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            found.push((seq, entry.metadata()?.len()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    files: VecDeque<(u64, u64)>,
+    bytes: u64,
+    max: u64,
+    next_seq: u64,
+    next_dead: u64,
+}
+
+impl Spool {
+    /// Opens (creating it if needed) the spool in `dir`, picking up files left by an earlier run.
+    pub fn open(dir: &Path, max: u64) -> Result<Spool, SpoolError> {
+        let err = |source| SpoolError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir.join("dead-letter")).map_err(err)?;
+        let files: VecDeque<(u64, u64)> = numbered_files(dir, ".spool").map_err(err)?.into();
+        let next_dead = numbered_files(&dir.join("dead-letter"), ".dead")
+            .map_err(err)?
+            .last()
+            .map_or(0, |(n, _)| n + 1);
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            bytes: files.iter().map(|(_, b)| b).sum(),
+            next_seq: files.back().map_or(0, |(n, _)| n + 1),
+            files,
+            max,
+            next_dead,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:010}.spool"))
+    }
+
+    /// Appends `entries` as one batch, durably. Refuses when the spool would pass its bound.
+    pub async fn push(&mut self, entries: &[Entry]) -> Result<(), SpoolError> {
+        let bytes = encode(entries);
+        if self.bytes + bytes.len() as u64 > self.max {
+            return Err(SpoolError::Full {
+                bytes: self.bytes,
+                max: self.max,
+            });
+        }
+        let seq = self.next_seq;
+        write_file(&self.path(seq), &bytes).await?;
+        self.next_seq += 1;
+        self.bytes += bytes.len() as u64;
+        self.files.push_back((seq, bytes.len() as u64));
+        Ok(())
+    }
+
+    /// Appends records that were already accepted and came back undelivered: these may pass the
+    /// bound (refusing them would lose them); only new batches are refused at the bound.
+    pub async fn push_over_bound(&mut self, entries: &[Entry]) -> Result<(), SpoolError> {
+        let max = self.max;
+        self.max = u64::MAX;
+        let pushed = self.push(entries).await;
+        self.max = max;
+        pushed
+    }
+
+    /// The oldest spooled batch and its sequence number.
+    pub async fn front(&self) -> Result<Option<(u64, Vec<Entry>)>, SpoolError> {
+        let Some(&(seq, size)) = self.files.front() else {
+            return Ok(None);
+        };
+        let path = self.path(seq);
+        let file = DmaFile::open(&path).await.map_err(io_err(&path))?;
+        let read = file.read_at(0, size as usize).await.map_err(io_err(&path));
+        let _ = file.close().await;
+        let read = read?;
+        let entries = decode(&read).map_err(|offset| SpoolError::Corrupt { path, offset })?;
+        Ok(Some((seq, entries)))
+    }
+
+    /// Drops batch `seq` (the front) once Kinesis has taken it.
+    pub fn pop(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if let Some(pos) = self.files.iter().position(|(s, _)| *s == seq) {
+            let (_, size) = self.files.remove(pos).expect("found");
+            self.bytes -= size;
+            let path = self.path(seq);
+            std::fs::remove_file(&path).map_err(|source| SpoolError::Io { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// Writes records that can never be sent to a dead-letter file.
+    pub async fn dead_letter(&mut self, entries: &[Entry]) -> Result<(), SpoolError> {
+        let path = self
+            .dir
+            .join("dead-letter")
+            .join(format!("{:010}.dead", self.next_dead));
+        self.next_dead += 1;
+        write_file(&path, &encode(entries)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(n: usize, tag: u8) -> Vec<Entry> {
+        (0..n)
+            .map(|i| Entry {
+                partition_key: format!("key-{i}"),
+                data: vec![tag; 10 + i],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_round_trip_and_corruption_is_found() {
+        let e = entries(5, 7);
+        let bytes = encode(&e);
+        assert_eq!(decode(&bytes).unwrap(), e);
+        let mut bad = bytes.clone();
+        bad[30] ^= 1;
+        assert!(decode(&bad).is_err());
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn spool_is_bounded_ordered_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool");
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(256 << 10)
+            .make()
+            .unwrap()
+            .run(async move {
+                let mut spool = Spool::open(&path, 4096).unwrap();
+                spool.push(&entries(3, 1)).await.unwrap();
+                spool.push(&entries(2, 2)).await.unwrap();
+                assert!(matches!(
+                    spool.push(&entries(200, 3)).await,
+                    Err(SpoolError::Full { .. })
+                ));
+                let held = spool.bytes();
+                drop(spool);
+
+                let mut spool = Spool::open(&path, 4096).unwrap();
+                assert_eq!(spool.bytes(), held);
+                let (seq, first) = spool.front().await.unwrap().unwrap();
+                assert_eq!(first, entries(3, 1));
+                spool.pop(seq).unwrap();
+                let (seq, second) = spool.front().await.unwrap().unwrap();
+                assert_eq!(second, entries(2, 2));
+                spool.pop(seq).unwrap();
+                assert!(spool.is_empty());
+                assert_eq!(spool.bytes(), 0);
+                spool.dead_letter(&entries(1, 9)).await.unwrap();
+                assert!(path.join("dead-letter/0000000000.dead").exists());
+            });
+    }
+}

@@ -1,0 +1,281 @@
+//! Black-box tests of the Kinesis sink: the real binary, kinesalite (a real implementation of
+//! the Kinesis API) and a fault-injecting proxy in front of it.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use beacon_engine::config::RecordFormat;
+use beacon_engine::event::decode;
+use common::kinesis::{FaultProxy, Kinesalite, AWS_ENV};
+use common::Beacon;
+
+fn start(
+    endpoint: &str,
+    stream: &str,
+    data_dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Beacon {
+    let mut args = vec![
+        "--kinesis-stream",
+        stream,
+        "--kinesis-endpoint",
+        endpoint,
+        "--shards",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let mut all_env: Vec<(&str, &str)> = AWS_ENV.to_vec();
+    all_env.extend_from_slice(env);
+    Beacon::start_in(data_dir, &args, &all_env)
+}
+
+/// Sends `n` `/event` requests over a few connections; returns the answered message ids.
+fn send_events(b: &Beacon, n: usize) -> Vec<String> {
+    let url = b.url("");
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let agent = common::agent();
+                    (w..n)
+                        .step_by(4)
+                        .map(|i| {
+                            let id = ["212312", "212313", "212314"][i % 3];
+                            let mut resp = agent.get(&format!("{url}/event/{id}")).call().unwrap();
+                            assert_eq!(resp.status(), 200);
+                            let v: serde_json::Value =
+                                serde_json::from_str(&resp.body_mut().read_to_string().unwrap())
+                                    .unwrap();
+                            v["messageId"].as_str().unwrap().to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    })
+}
+
+/// Message ids of every record in the stream, with how often each occurs.
+fn delivered(k: &Kinesalite, stream: &str, format: RecordFormat) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for data in k.read_all(stream) {
+        let event = decode(format, &data).expect("every record decodes");
+        *seen.entry(event.message_id()).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn wait_for_sent(b: &Beacon, n: f64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let sent = b.metric("beacon_kinesis_records_sent_total");
+        if sent >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {sent} of {n} records reached Kinesis"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_event_arrives_once_in_both_formats() {
+    let k = Kinesalite::start();
+    for (format, name) in [
+        (RecordFormat::Rkyv, "rkyv"),
+        (RecordFormat::Protobuf, "protobuf"),
+    ] {
+        let stream = format!("events-{name}");
+        k.create_stream(&stream, 2);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = start(
+            &k.endpoint(),
+            &stream,
+            tmp.path(),
+            &["--record-format", name],
+            &[],
+        );
+        let ids = send_events(&b, 1000);
+        assert_eq!(b.terminate().code(), Some(0));
+        let seen = delivered(&k, &stream, format);
+        let answered: HashSet<String> = ids.into_iter().collect();
+        assert_eq!(answered.len(), 1000);
+        assert_eq!(
+            seen.keys().cloned().collect::<HashSet<_>>(),
+            answered,
+            "{name}: message ids match 1:1"
+        );
+        assert!(
+            seen.values().all(|&c| c == 1),
+            "{name}: no duplicates without faults"
+        );
+    }
+}
+
+#[test]
+fn partial_failures_and_throttled_calls_lose_nothing() {
+    let k = Kinesalite::start();
+    k.create_stream("events", 2);
+    // Every 7th record fails inside its call; every 5th call is throttled whole.
+    let proxy = FaultProxy::start(k.port, 7, 5);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = start(
+        &proxy.endpoint(),
+        "events",
+        tmp.path(),
+        &["--record-format", "protobuf"],
+        &[],
+    );
+    let ids = send_events(&b, 2000);
+    wait_for_sent(&b, 2000.0, Duration::from_secs(30));
+    let failed_records = b.metric(
+        "beacon_kinesis_failed_records_total{code=\"ProvisionedThroughputExceededException\"}",
+    );
+    let throttled_calls = b.metric(
+        "beacon_kinesis_failed_calls_total{code=\"ProvisionedThroughputExceededException\"}",
+    );
+    assert!(
+        failed_records > 0.0 && throttled_calls > 0.0,
+        "faults were injected: {failed_records} records, {throttled_calls} calls"
+    );
+    assert_eq!(b.terminate().code(), Some(0));
+    let seen = delivered(&k, "events", RecordFormat::Protobuf);
+    let answered: HashSet<String> = ids.into_iter().collect();
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), answered);
+    // The proxy never stores a record it reports as failed, so resending makes no duplicate.
+    assert_eq!(seen.values().sum::<usize>(), 2000);
+}
+
+#[test]
+fn ten_seconds_without_kinesis_under_load_then_everything_arrives() {
+    let k = Kinesalite::start();
+    k.create_stream("events", 2);
+    let mut proxy = FaultProxy::start(k.port, 0, 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = start(
+        &proxy.endpoint(),
+        "events",
+        tmp.path(),
+        &[],
+        &[
+            ("BEACON_KINESIS_RECORD_TTL_MS", "1000"),
+            ("BEACON_KINESIS_RETRY_MAX_MS", "200"),
+            ("BEACON_KINESIS_SPOOL_AFTER_MS", "50"),
+            ("BEACON_KINESIS_CALL_TIMEOUT_MS", "500"),
+        ],
+    );
+    let stop = AtomicBool::new(false);
+    let url = b.url("");
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let agent = common::agent();
+            let mut ids = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let id = ["212312", "212313", "212314"][i % 3];
+                let mut resp = agent.get(&format!("{url}/event/{id}")).call().unwrap();
+                assert_eq!(
+                    resp.status(),
+                    200,
+                    "requests keep getting 2xx while the spool has room"
+                );
+                let v: serde_json::Value =
+                    serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+                ids.push(v["messageId"].as_str().unwrap().to_string());
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            ids
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        proxy.stop();
+        std::thread::sleep(Duration::from_secs(10));
+        proxy.restart();
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    let spooled = b.metric("beacon_kinesis_spooled_records_total{shard=\"0\"}")
+        + b.metric("beacon_kinesis_spooled_records_total{shard=\"1\"}");
+    assert!(spooled > 0.0, "the outage was long enough to use the spool");
+    wait_for_sent(&b, ids.len() as f64, Duration::from_secs(60));
+    assert_eq!(b.terminate().code(), Some(0));
+    let seen = delivered(&k, "events", RecordFormat::Rkyv);
+    let answered: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(answered.len(), ids.len());
+    assert_eq!(
+        seen.keys().cloned().collect::<HashSet<_>>(),
+        answered,
+        "every accepted event arrived"
+    );
+    let duplicates = seen.values().filter(|&&c| c > 1).count();
+    println!(
+        "{} events over a 10 s outage, {spooled} spooled, {duplicates} delivered more than once",
+        ids.len()
+    );
+}
+
+#[test]
+fn sigterm_while_kinesis_is_down_spools_and_the_next_start_delivers() {
+    let k = Kinesalite::start();
+    k.create_stream("events", 2);
+    let mut proxy = FaultProxy::stopped(k.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [
+        ("BEACON_KINESIS_SHUTDOWN_FLUSH_MS", "300"),
+        ("BEACON_KINESIS_CALL_TIMEOUT_MS", "300"),
+    ];
+    let mut b = start(&proxy.endpoint(), "events", tmp.path(), &[], &env);
+    let ids = send_events(&b, 300);
+    assert_eq!(
+        b.terminate().code(),
+        Some(0),
+        "shutdown spools what it cannot send and exits 0"
+    );
+    let spool_files = walk(&tmp.path().join("spool"), ".spool");
+    assert!(spool_files > 0, "the undelivered events are on disk");
+    assert!(k.read_all("events").is_empty());
+
+    proxy.restart();
+    let mut b = start(&proxy.endpoint(), "events", tmp.path(), &[], &env);
+    wait_for_sent(&b, 300.0, Duration::from_secs(30));
+    assert_eq!(b.terminate().code(), Some(0));
+    assert_eq!(
+        walk(&tmp.path().join("spool"), ".spool"),
+        0,
+        "replayed spool files are removed"
+    );
+    let seen = delivered(&k, "events", RecordFormat::Rkyv);
+    assert_eq!(
+        seen.keys().cloned().collect::<HashSet<_>>(),
+        ids.into_iter().collect::<HashSet<_>>()
+    );
+}
+
+/// Files ending in `ext` under `dir`, recursively.
+fn walk(dir: &std::path::Path, ext: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            if p.is_dir() {
+                walk(&p, ext)
+            } else {
+                p.to_string_lossy().ends_with(ext) as usize
+            }
+        })
+        .sum()
+}
