@@ -149,6 +149,9 @@ struct ServeArgs {
     /// Endpoint of a local implementation of the Kinesis API, e.g. http://127.0.0.1:4567.
     #[arg(long)]
     kinesis_endpoint: Option<String>,
+    /// Pack many events into each Kinesis record (KPL format, per destination shard).
+    #[arg(long)]
+    aggregation: bool,
 }
 
 impl ServeArgs {
@@ -178,6 +181,7 @@ impl ServeArgs {
         o.set("sidecar", "cpu", self.sidecar_cpu.map(|v| v as i64));
         o.set("kinesis", "stream", self.kinesis_stream.clone());
         o.set("kinesis", "endpoint", self.kinesis_endpoint.clone());
+        o.set("kinesis", "aggregation", self.aggregation.then_some(true));
         o
     }
 

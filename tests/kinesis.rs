@@ -7,6 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use beacon_engine::config::RecordFormat;
 use beacon_engine::event::decode;
 use common::kinesis::{FaultProxy, Kinesalite, AWS_ENV};
@@ -278,4 +280,83 @@ fn walk(dir: &std::path::Path, ext: &str) -> usize {
             }
         })
         .sum()
+}
+
+#[test]
+fn aggregated_records_read_back_through_the_standard_deaggregator() {
+    use std::io::Write;
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    assert!(
+        python.exists(),
+        "the KPL deaggregator is not installed: run scripts/test, which makes target/test-venv"
+    );
+    let k = Kinesalite::start();
+    k.create_stream("events", 4);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = start(
+        &k.endpoint(),
+        "events",
+        tmp.path(),
+        &["--aggregation", "--record-format", "protobuf"],
+        &[],
+    );
+    let ids = send_events(&b, 2000);
+    assert_eq!(b.terminate().code(), Some(0));
+
+    let shards = k.read_shards("events");
+    let kinesis_records: usize = shards.iter().map(|s| s.records.len()).sum();
+    assert!(
+        kinesis_records < 2000 / 5,
+        "{kinesis_records} Kinesis records for 2000 events: aggregated"
+    );
+    // Every user record sits on the shard its own partition key maps to.
+    for shard in &shards {
+        for r in &shard.records {
+            for user in beacon_kinesis::aggregate::deaggregate(&r.data).expect("KPL format") {
+                let h = beacon_kinesis::aggregate::hash_key(&user.partition_key);
+                assert!(
+                    (shard.first_hash_key..=shard.last_hash_key).contains(&h),
+                    "user record on the wrong shard"
+                );
+            }
+        }
+    }
+    let mut child = std::process::Command::new(&python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/deaggregate.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for r in shards.iter().flat_map(|s| &s.records) {
+            let line = serde_json::json!({
+                "partitionKey": r.partition_key,
+                "sequenceNumber": r.sequence_number,
+                "data": BASE64.encode(&r.data),
+            });
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "deaggregator failed");
+    let mut seen = HashMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let data = BASE64.decode(v["data"].as_str().unwrap()).unwrap();
+        let event =
+            decode(RecordFormat::Protobuf, &data).expect("a user record is a TrackingEvent");
+        assert_eq!(
+            v["partitionKey"],
+            event.message_id(),
+            "partition key = message id"
+        );
+        *seen.entry(event.message_id()).or_insert(0usize) += 1;
+    }
+    assert_eq!(
+        seen.keys().cloned().collect::<HashSet<_>>(),
+        ids.into_iter().collect::<HashSet<_>>()
+    );
+    assert!(seen.values().all(|&c| c == 1));
 }

@@ -55,6 +55,18 @@ fn node(script: PathBuf, args: &[String]) -> (Child, u16) {
     (child, port)
 }
 
+pub struct StreamRecord {
+    pub partition_key: String,
+    pub sequence_number: String,
+    pub data: Vec<u8>,
+}
+
+pub struct ShardRecords {
+    pub first_hash_key: u128,
+    pub last_hash_key: u128,
+    pub records: Vec<StreamRecord>,
+}
+
 pub struct Kinesalite {
     child: Child,
     pub port: u16,
@@ -119,8 +131,17 @@ impl Kinesalite {
         });
     }
 
-    /// Every record in the stream, all shards, oldest first per shard.
+    /// Every record's data in the stream, all shards, oldest first per shard.
     pub fn read_all(&self, name: &str) -> Vec<Vec<u8>> {
+        self.read_shards(name)
+            .into_iter()
+            .flat_map(|s| s.records)
+            .map(|r| r.data)
+            .collect()
+    }
+
+    /// Every record in the stream, by shard.
+    pub fn read_shards(&self, name: &str) -> Vec<ShardRecords> {
         self.runtime.block_on(async {
             let shards = self
                 .client
@@ -131,6 +152,8 @@ impl Kinesalite {
                 .unwrap();
             let mut out = Vec::new();
             for shard in shards.shards() {
+                let range = shard.hash_key_range().unwrap();
+                let mut records = Vec::new();
                 let mut iterator = self
                     .client
                     .get_shard_iterator()
@@ -152,12 +175,21 @@ impl Kinesalite {
                         .await
                         .unwrap();
                     let got = page.records().len();
-                    out.extend(page.records().iter().map(|r| r.data().as_ref().to_vec()));
+                    records.extend(page.records().iter().map(|r| StreamRecord {
+                        partition_key: r.partition_key().unwrap_or_default().to_string(),
+                        sequence_number: r.sequence_number().to_string(),
+                        data: r.data().as_ref().to_vec(),
+                    }));
                     match page.next_shard_iterator {
                         Some(next) if got > 0 => iterator = next,
                         _ => break,
                     }
                 }
+                out.push(ShardRecords {
+                    first_hash_key: range.starting_hash_key().parse().unwrap(),
+                    last_hash_key: range.ending_hash_key().parse().unwrap(),
+                    records,
+                });
             }
             out
         })

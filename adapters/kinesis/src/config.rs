@@ -56,6 +56,9 @@ pub struct KinesisConfig {
     pub spool_bytes_max: u64,
     /// Milliseconds shutdown waits for records in flight before spooling them. Default 5,000.
     pub shutdown_flush_ms: u64,
+    /// Pack many events into each Kinesis record in the KPL format, per destination shard
+    /// (standard KCL and Lambda deaggregators read them). Default false.
+    pub aggregation: bool,
 }
 
 impl Default for KinesisConfig {
@@ -77,6 +80,7 @@ impl Default for KinesisConfig {
             call_timeout_ms: 5_000,
             spool_bytes_max: 1 << 30,
             shutdown_flush_ms: 5_000,
+            aggregation: false,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | `sink` | `KinesisSink` (the engine's `Sink`) and each shard's `ShardKinesis`: in-flight bounds, spooling, replay |
 //! | `sender` | on the sidecar: `PutRecords` calls, retrying failed records with capped exponential backoff and full jitter |
 //! | `spool` | per-shard on-disk spool (glommio DMA files) and dead-letter files |
+//! | `aggregate` | KPL aggregation per destination shard, from the stream's hash-key ranges |
 //! | `metrics` | the adapter's Prometheus families |
 //!
 //! A shard owns every record's fate. It hands a sealed batch to the sidecar as a job while its
@@ -21,6 +22,7 @@
 //! Records that can never succeed (larger than a Kinesis record may be) go to a dead-letter
 //! file. Only a full spool makes the engine answer 503.
 
+pub mod aggregate;
 pub mod config;
 pub mod metrics;
 mod sender;

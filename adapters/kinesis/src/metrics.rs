@@ -7,6 +7,7 @@ use prometheus::{
 #[derive(Clone)]
 pub struct KinesisMetrics {
     pub records_sent: IntCounter,
+    pub aggregates: IntCounter,
     pub bytes_sent: IntCounter,
     pub calls: IntCounterVec,
     pub failed_calls: IntCounterVec,
@@ -25,8 +26,9 @@ impl KinesisMetrics {
         let m = KinesisMetrics {
             records_sent: IntCounter::new(
                 "beacon_kinesis_records_sent_total",
-                "Records Kinesis accepted",
+                "Events Kinesis accepted (with aggregation: user records inside accepted aggregates)",
             )?,
+            aggregates: IntCounter::new("beacon_kinesis_aggregates_total", "KPL aggregates built (aggregation on)")?,
             bytes_sent: IntCounter::new(
                 "beacon_kinesis_bytes_sent_total",
                 "Record data bytes Kinesis accepted",
@@ -99,6 +101,7 @@ impl KinesisMetrics {
             )?,
         };
         r.register(Box::new(m.records_sent.clone()))?;
+        r.register(Box::new(m.aggregates.clone()))?;
         r.register(Box::new(m.bytes_sent.clone()))?;
         r.register(Box::new(m.calls.clone()))?;
         r.register(Box::new(m.failed_calls.clone()))?;

@@ -74,6 +74,8 @@ impl KinesisSink {
                 metrics: m,
                 healthy: h,
                 last_error: e,
+                shard_map: tokio::sync::Mutex::new(None),
+                shard_map_stale: AtomicBool::new(false),
             };
             crate::sender::serve(Arc::new(sender), jobs_rx).await;
         });
