@@ -343,3 +343,41 @@ fn a_too_small_memlock_limit_is_one_clear_line() {
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn connections_over_the_per_shard_cap_are_closed_and_counted() {
+    let b = Beacon::start(
+        &["--shards", "1"],
+        &[("BEACON_CONNECTIONS_PER_SHARD_MAX", "2")],
+    );
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(b.addr).unwrap();
+            s.write_all(b"GET /health/check HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    let mut third = TcpStream::connect(b.addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = third.write_all(b"GET /health/check HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = third.read_to_end(&mut buf);
+    assert!(
+        buf.is_empty(),
+        "the third connection is closed without an answer"
+    );
+    held.pop();
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, _, metrics) = b.get("/metrics", &[]);
+    assert_eq!(status, 200, "a slot freed up");
+    assert!(
+        metrics.contains("beacon_connections_refused_total{shard=\"0\"} 1"),
+        "counted"
+    );
+}

@@ -202,7 +202,11 @@ fn ten_seconds_without_kinesis_under_load_then_everything_arrives() {
         });
         std::thread::sleep(Duration::from_secs(2));
         proxy.stop();
-        std::thread::sleep(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_secs(5));
+        let (status, _, ready) = b.get("/health/ready", &[]);
+        assert_eq!(status, 503, "degraded while Kinesis fails: {ready}");
+        assert!(ready.contains("\"sink_healthy\":false"), "{ready}");
+        std::thread::sleep(Duration::from_secs(5));
         proxy.restart();
         std::thread::sleep(Duration::from_secs(1));
         stop.store(true, Ordering::Relaxed);
@@ -263,6 +267,65 @@ fn sigterm_while_kinesis_is_down_spools_and_the_next_start_delivers() {
         seen.keys().cloned().collect::<HashSet<_>>(),
         ids.into_iter().collect::<HashSet<_>>()
     );
+}
+
+#[test]
+fn records_kinesis_can_never_take_are_dead_lettered_and_counted() {
+    let k = Kinesalite::start();
+    k.create_stream("events", 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = start(
+        &k.endpoint(),
+        "events",
+        tmp.path(),
+        &[],
+        &[("BEACON_KINESIS_RECORD_BYTES_MAX", "512")],
+    );
+    let huge_agent = "x".repeat(2000);
+    for _ in 0..3 {
+        assert_eq!(
+            b.get("/pixel/212313", &[("User-Agent", huge_agent.as_str())])
+                .0,
+            204
+        );
+    }
+    let ids = send_events(&b, 20);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let dead = || {
+        (0..2)
+            .map(|s| {
+                b.metric(&format!(
+                    "beacon_kinesis_dead_lettered_total{{shard=\"{s}\"}}"
+                ))
+            })
+            .sum::<f64>()
+    };
+    while dead() < 3.0 {
+        assert!(
+            Instant::now() < deadline,
+            "oversized records were not dead-lettered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(dead(), 3.0);
+    assert_eq!(b.terminate().code(), Some(0));
+    let mut dead_records = Vec::new();
+    for shard in 0..2 {
+        let dir = tmp.path().join(format!("spool/shard-{shard}/dead-letter"));
+        for file in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(file.unwrap().path()).unwrap();
+            dead_records
+                .extend(beacon_kinesis::spool::decode(&bytes).expect("dead-letter files decode"));
+        }
+    }
+    assert_eq!(
+        dead_records.len(),
+        3,
+        "every oversized record is kept, none dropped silently"
+    );
+    let seen = delivered(&k, "events", RecordFormat::Rkyv);
+    assert_eq!(seen.len(), 20, "the other events still arrive");
+    assert!(ids.iter().all(|id| seen.contains_key(id)));
 }
 
 /// Files ending in `ext` under `dir`, recursively.
