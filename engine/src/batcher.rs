@@ -26,20 +26,80 @@ const SINK_RETRY_MAX_MS: u64 = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueFull;
 
-struct Open {
+/// The batch a shard is filling: record bytes back to back, with their positions and keys.
+/// Pure data, no I/O: the part of batching that runs per request.
+pub struct OpenBatch {
     seq: u64,
     data: Vec<u8>,
     records: Vec<RecordMeta>,
     keys: String,
+    records_max: usize,
+    bytes_max: usize,
+}
+
+impl OpenBatch {
+    pub fn new(records_max: usize, bytes_max: usize) -> Self {
+        assert!(records_max > 0 && bytes_max > 0);
+        OpenBatch {
+            seq: 0,
+            data: Vec::new(),
+            records: Vec::new(),
+            keys: String::new(),
+            records_max,
+            bytes_max,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether a record of `bytes` fits without passing either bound.
+    pub fn fits(&self, bytes: usize) -> bool {
+        self.records.len() < self.records_max && self.data.len() + bytes <= self.bytes_max
+    }
+
+    /// Appends one encoded record. A record larger than `bytes_max` is still taken when the
+    /// batch is empty: it travels alone rather than never.
+    pub fn push(&mut self, record: &[u8], message_id: uuid::Uuid, campaign_id: &str) {
+        let offset = self.data.len() as u32;
+        self.data.extend_from_slice(record);
+        let key_offset = self.keys.len() as u32;
+        self.keys.push_str(campaign_id);
+        self.records.push(RecordMeta {
+            offset,
+            len: record.len() as u32,
+            message_id,
+            key_offset,
+            key_len: campaign_id.len() as u32,
+        });
+    }
+
+    /// Takes the records out as batch `seq` of `shard`, leaving an empty batch whose buffers
+    /// start at this batch's sizes.
+    pub fn seal(&mut self, shard: usize, format: RecordFormat) -> SealedBatch {
+        let records_cap = self.records.len().min(self.records_max);
+        let data_cap = self.data.len();
+        SealedBatch {
+            shard,
+            seq: self.seq,
+            format,
+            data: std::mem::replace(&mut self.data, Vec::with_capacity(data_cap)),
+            records: std::mem::replace(&mut self.records, Vec::with_capacity(records_cap)),
+            keys: std::mem::take(&mut self.keys),
+        }
+    }
 }
 
 pub struct Batcher {
     shard: usize,
     format: RecordFormat,
-    records_max: usize,
-    bytes_max: usize,
     linger: Duration,
-    open: RefCell<Open>,
+    open: RefCell<OpenBatch>,
     /// Reused encoding buffer: one record at a time.
     scratch: RefCell<Vec<u8>>,
     next_seq: Cell<u64>,
@@ -67,15 +127,8 @@ impl Batcher {
         let batcher = Rc::new(Batcher {
             shard,
             format: cfg.record_format,
-            records_max: cfg.batch_records_max,
-            bytes_max: cfg.batch_bytes_max,
             linger: Duration::from_millis(cfg.batch_linger_ms),
-            open: RefCell::new(Open {
-                seq: 0,
-                data: Vec::new(),
-                records: Vec::new(),
-                keys: String::new(),
-            }),
+            open: RefCell::new(OpenBatch::new(cfg.batch_records_max, cfg.batch_bytes_max)),
             scratch: RefCell::new(Vec::with_capacity(1024)),
             next_seq: Cell::new(1),
             queue: RefCell::new(Some(queue_tx)),
@@ -99,31 +152,19 @@ impl Batcher {
         scratch.clear();
         event.encode_into(self.format, &mut scratch);
         let mut open = self.open.borrow_mut();
-        let fits = open.records.len() < self.records_max
-            && open.data.len() + scratch.len() <= self.bytes_max;
-        if !fits && !open.records.is_empty() {
+        if !open.fits(scratch.len()) && !open.is_empty() {
             self.seal_open(&mut open)?;
         }
-        if open.records.is_empty() {
+        if open.is_empty() {
             open.seq = self.next_seq.get();
             self.next_seq.set(open.seq + 1);
             let _ = self.linger_kick.try_send(open.seq);
         }
-        let offset = open.data.len() as u32;
-        open.data.extend_from_slice(&scratch);
-        let key_offset = open.keys.len() as u32;
-        open.keys.push_str(&event.campaign.program_id);
-        open.records.push(RecordMeta {
-            offset,
-            len: scratch.len() as u32,
-            message_id: event.message_id,
-            key_offset,
-            key_len: event.campaign.program_id.len() as u32,
-        });
+        open.push(&scratch, event.message_id, &event.campaign.program_id);
         Ok(())
     }
 
-    fn seal_open(&self, open: &mut Open) -> Result<(), QueueFull> {
+    fn seal_open(&self, open: &mut OpenBatch) -> Result<(), QueueFull> {
         let queue = self.queue.borrow();
         let Some(queue) = queue.as_ref() else {
             return Err(QueueFull);
@@ -138,24 +179,15 @@ impl Batcher {
         Ok(())
     }
 
-    fn take(&self, open: &mut Open) -> SealedBatch {
-        let records_cap = open.records.len().min(self.records_max);
-        let data_cap = open.data.len();
+    fn take(&self, open: &mut OpenBatch) -> SealedBatch {
         self.metrics.batches_sealed.inc();
-        SealedBatch {
-            shard: self.shard,
-            seq: open.seq,
-            format: self.format,
-            data: std::mem::replace(&mut open.data, Vec::with_capacity(data_cap)),
-            records: std::mem::replace(&mut open.records, Vec::with_capacity(records_cap)),
-            keys: std::mem::take(&mut open.keys),
-        }
+        open.seal(self.shard, self.format)
     }
 
     /// Seals the open batch if it is still batch `seq` (a linger deadline passed).
     fn seal_if_still(&self, seq: u64) -> Result<(), QueueFull> {
         let mut open = self.open.borrow_mut();
-        if open.seq == seq && !open.records.is_empty() {
+        if open.seq == seq && !open.is_empty() {
             self.seal_open(&mut open)
         } else {
             Ok(())
@@ -167,7 +199,7 @@ impl Batcher {
     pub async fn close(&self) {
         let batch = {
             let mut open = self.open.borrow_mut();
-            (!open.records.is_empty()).then(|| self.take(&mut open))
+            (!open.is_empty()).then(|| self.take(&mut open))
         };
         let queue = self.queue.borrow_mut().take();
         if let (Some(batch), Some(queue)) = (batch, &queue) {
@@ -267,6 +299,31 @@ mod tests {
         fn close(&mut self) -> LocalBoxFuture<'_, Result<(), SinkError>> {
             Box::pin(async { Ok(()) })
         }
+    }
+
+    #[test]
+    fn open_batches_hold_their_bounds_and_seal_what_they_hold() {
+        let mut b = OpenBatch::new(3, 100);
+        assert!(b.fits(100) && !b.fits(101));
+        for i in 0..3u8 {
+            assert!(b.fits(10));
+            b.push(&[i; 10], uuid::Uuid::nil(), "212313");
+        }
+        assert!(!b.fits(1), "record bound");
+        let sealed = b.seal(4, RecordFormat::Rkyv);
+        assert!(b.is_empty());
+        assert_eq!((sealed.shard, sealed.len()), (4, 3));
+        assert_eq!(sealed.record(2), &[2u8; 10]);
+        assert_eq!(sealed.campaign_id(1), "212313");
+        b.push(&[9; 95], uuid::Uuid::nil(), "1");
+        assert!(!b.fits(6), "byte bound");
+        let mut lone = OpenBatch::new(3, 100);
+        lone.push(&[0; 500], uuid::Uuid::nil(), "1");
+        assert_eq!(
+            lone.seal(0, RecordFormat::Rkyv).record(0).len(),
+            500,
+            "an oversized record travels alone"
+        );
     }
 
     #[test]
