@@ -69,21 +69,8 @@ enum CoreDataCommand {
     },
     /// Write one program.
     Put {
-        #[arg(long)]
-        program_id: String,
-        #[arg(long)]
-        program_name: String,
-        #[arg(long)]
-        checksum: String,
-        #[arg(long)]
-        customer_id: i32,
-        #[arg(long)]
-        customer_name: String,
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-        valid: bool,
-        /// Increasing per program; an engine ignores an update older than what it holds.
-        #[arg(long)]
-        version: Option<u64>,
+        #[command(flatten)]
+        program: ProgramArgs,
         #[command(flatten)]
         redis: RedisArgs,
     },
@@ -95,6 +82,40 @@ enum CoreDataCommand {
         #[command(flatten)]
         redis: RedisArgs,
     },
+}
+
+/// One program's core data, in the reference's fields.
+#[derive(Args, Clone)]
+struct ProgramArgs {
+    #[arg(long)]
+    program_id: String,
+    #[arg(long)]
+    program_name: String,
+    #[arg(long)]
+    checksum: String,
+    #[arg(long)]
+    customer_id: i32,
+    #[arg(long)]
+    customer_name: String,
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    valid: bool,
+    /// Increasing per program; an engine ignores an update older than what it holds.
+    #[arg(long)]
+    version: Option<u64>,
+}
+
+impl From<ProgramArgs> for Campaign {
+    fn from(p: ProgramArgs) -> Campaign {
+        Campaign {
+            program_id: p.program_id,
+            program_name: p.program_name,
+            checksum: p.checksum,
+            customer_id: p.customer_id,
+            customer_name: p.customer_name,
+            valid: p.valid,
+            version: p.version,
+        }
+    }
 }
 
 #[derive(Args, Clone, Default)]
@@ -426,28 +447,11 @@ fn core_data_command(command: CoreDataCommand) -> Result<()> {
                     cfg.redis.channel
                 );
             }
-            CoreDataCommand::Put {
-                program_id,
-                program_name,
-                checksum,
-                customer_id,
-                customer_name,
-                valid,
-                version,
-                ..
-            } => {
-                beacon_engine::campaign::check_id(&program_id).map_err(|why| {
-                    anyhow::anyhow!("program id {program_id:?}: {}", why.as_str())
+            CoreDataCommand::Put { program, .. } => {
+                let c = Campaign::from(program);
+                beacon_engine::campaign::check_id(&c.program_id).map_err(|why| {
+                    anyhow::anyhow!("program id {:?}: {}", c.program_id, why.as_str())
                 })?;
-                let c = Campaign {
-                    program_id,
-                    program_name,
-                    checksum,
-                    customer_id,
-                    customer_name,
-                    valid,
-                    version,
-                };
                 beacon_redis::writer::put(&mut conn, &cfg.redis, &c).await?;
             }
             CoreDataCommand::Delete {

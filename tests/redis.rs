@@ -39,6 +39,14 @@ fn start_beacon(redis: &RedisServer, env: &[(&str, &str)]) -> Beacon {
     b
 }
 
+/// A redis-server holding the reference's samples, and a beacon (2 shards) reading it.
+fn samples_and_beacon() -> (RedisServer, Beacon) {
+    let redis = RedisServer::start();
+    load_samples(&redis);
+    let b = start_beacon(&redis, &[]);
+    (redis, b)
+}
+
 fn wait_ready(b: &Beacon, want: bool, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
@@ -87,9 +95,7 @@ fn the_writer_uses_the_references_schema() {
 
 #[test]
 fn published_updates_reach_the_next_request_within_50_ms() {
-    let redis = RedisServer::start();
-    load_samples(&redis);
-    let b = start_beacon(&redis, &[]);
+    let (redis, b) = samples_and_beacon();
     assert_eq!(program_name(&b, "212313"), (200, "program2".to_string()));
     let mut latencies = Vec::with_capacity(1000);
     for i in 0..1000 {
@@ -221,9 +227,7 @@ fn started_while_redis_is_down_it_serves_what_it_can_and_recovers() {
 
 #[test]
 fn a_flood_of_unknown_ids_reaches_redis_once_per_id() {
-    let redis = RedisServer::start();
-    load_samples(&redis);
-    let b = start_beacon(&redis, &[]);
+    let (redis, b) = samples_and_beacon();
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query(&mut redis.conn())
@@ -243,9 +247,7 @@ fn a_flood_of_unknown_ids_reaches_redis_once_per_id() {
 
 #[test]
 fn garbage_on_the_channel_is_counted_and_skipped() {
-    let redis = RedisServer::start();
-    load_samples(&redis);
-    let b = start_beacon(&redis, &[]);
+    let (redis, b) = samples_and_beacon();
     assert_eq!(program_name(&b, "212312").1, "program1");
     publish(&redis, b"{not json");
     publish(&redis, br#"{"programId":"212312","checksum":"1","customerId":"lots","customerName":"c","programName":"p"}"#);
@@ -277,9 +279,7 @@ fn garbage_on_the_channel_is_counted_and_skipped() {
 
 #[test]
 fn deletes_and_versions_through_the_cli() {
-    let redis = RedisServer::start();
-    load_samples(&redis);
-    let b = start_beacon(&redis, &[]);
+    let (redis, b) = samples_and_beacon();
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(common::bin())
             .args(args)

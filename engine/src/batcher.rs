@@ -328,62 +328,58 @@ mod tests {
 
     #[test]
     fn a_stalled_sink_bounds_the_queue_and_loses_nothing_accepted() {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(64 << 10)
-            .make()
-            .unwrap()
-            .run(async {
-                let cfg = EngineConfig {
-                    batch_records_max: 10,
-                    sink_queue_batches_max: 3,
-                    batch_linger_ms: 5,
-                    ..EngineConfig::default()
+        crate::test_executor().run(async {
+            let cfg = EngineConfig {
+                batch_records_max: 10,
+                sink_queue_batches_max: 3,
+                batch_linger_ms: 5,
+                ..EngineConfig::default()
+            };
+            let down = Rc::new(Cell::new(true));
+            let taken = Rc::new(RefCell::new(Vec::new()));
+            let sink = Flaky {
+                down: down.clone(),
+                taken: taken.clone(),
+            };
+            let metrics = Rc::new(Metrics::new().for_shard(0));
+            let (batcher, tasks) = Batcher::new(0, &cfg, Box::new(sink), metrics.clone());
+            let campaign = Campaign {
+                program_id: "212313".into(),
+                program_name: "p".into(),
+                checksum: "1".into(),
+                customer_id: 1,
+                customer_name: "c".into(),
+                valid: true,
+                version: None,
+            };
+            let mut accepted = Vec::new();
+            let mut refused = 0;
+            for _ in 0..200 {
+                let event = Event {
+                    message_id: uuid::Uuid::new_v4(),
+                    campaign: &campaign,
+                    user_agent: "t",
+                    received_at_ms: 0,
+                    client_ip: "127.0.0.1",
+                    trace_id: "t",
+                    validated: true,
                 };
-                let down = Rc::new(Cell::new(true));
-                let taken = Rc::new(RefCell::new(Vec::new()));
-                let sink = Flaky {
-                    down: down.clone(),
-                    taken: taken.clone(),
-                };
-                let metrics = Rc::new(Metrics::new().for_shard(0));
-                let (batcher, tasks) = Batcher::new(0, &cfg, Box::new(sink), metrics.clone());
-                let campaign = Campaign {
-                    program_id: "212313".into(),
-                    program_name: "p".into(),
-                    checksum: "1".into(),
-                    customer_id: 1,
-                    customer_name: "c".into(),
-                    valid: true,
-                    version: None,
-                };
-                let mut accepted = Vec::new();
-                let mut refused = 0;
-                for _ in 0..200 {
-                    let event = Event {
-                        message_id: uuid::Uuid::new_v4(),
-                        campaign: &campaign,
-                        user_agent: "t",
-                        received_at_ms: 0,
-                        client_ip: "127.0.0.1",
-                        trace_id: "t",
-                        validated: true,
-                    };
-                    match batcher.append(&event) {
-                        Ok(()) => accepted.push(event.message_id),
-                        Err(QueueFull) => refused += 1,
-                    }
+                match batcher.append(&event) {
+                    Ok(()) => accepted.push(event.message_id),
+                    Err(QueueFull) => refused += 1,
                 }
-                // At most: the queue (3 batches) + the one being retried + the open batch.
-                assert!(accepted.len() <= 10 * 5, "accepted {}", accepted.len());
-                assert!(refused > 0);
-                glommio::timer::sleep(Duration::from_millis(30)).await;
-                assert!(!batcher.healthy());
-                down.set(false);
-                batcher.close().await;
-                tasks.writer.await;
-                assert_eq!(*taken.borrow(), accepted, "every accepted event, in order");
-                assert_eq!(metrics.events_written.get(), accepted.len() as u64);
-                assert!(metrics.sink_queue_full.get() > 0);
-            });
+            }
+            // At most: the queue (3 batches) + the one being retried + the open batch.
+            assert!(accepted.len() <= 10 * 5, "accepted {}", accepted.len());
+            assert!(refused > 0);
+            glommio::timer::sleep(Duration::from_millis(30)).await;
+            assert!(!batcher.healthy());
+            down.set(false);
+            batcher.close().await;
+            tasks.writer.await;
+            assert_eq!(*taken.borrow(), accepted, "every accepted event, in order");
+            assert_eq!(metrics.events_written.get(), accepted.len() as u64);
+            assert!(metrics.sink_queue_full.get() > 0);
+        });
     }
 }

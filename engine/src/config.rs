@@ -186,6 +186,47 @@ pub struct FieldError {
     pub allowed: String,
 }
 
+/// Collects the out-of-range fields of one adapter's config section (`[redis]`, `[kinesis]`),
+/// each named as `section.field`, in the engine's wording.
+pub struct RangeCheck {
+    section: &'static str,
+    errors: Vec<String>,
+}
+
+impl RangeCheck {
+    pub fn new(section: &'static str) -> Self {
+        RangeCheck {
+            section,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records `field` = `value` unless it lies in `lo..=hi`.
+    pub fn check(&mut self, field: &str, value: u64, lo: u64, hi: u64) {
+        if value < lo || value > hi {
+            let section = self.section;
+            self.errors.push(format!(
+                "config field `{section}.{field}` = {value}: must be between {lo} and {hi}"
+            ));
+        }
+    }
+
+    /// Records a problem `check` cannot express.
+    pub fn fail(&mut self, field: &str, problem: impl std::fmt::Display) {
+        let section = self.section;
+        self.errors
+            .push(format!("config field `{section}.{field}` {problem}"));
+    }
+
+    pub fn finish(self) -> Result<(), Vec<String>> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
 impl EngineConfig {
     /// The shard count in force: the configured one, else the available cores.
     pub fn shard_count(&self) -> usize {

@@ -574,33 +574,29 @@ mod tests {
 
     #[test]
     fn single_flight_coalesces_concurrent_misses() {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(64 << 10)
-            .make()
-            .unwrap()
-            .run(async {
-                let calls = Rc::new(Cell::new(0));
-                let map = Arc::new(L1Map::new(10, 600, 30));
-                let l1 = L1Owner::new(map, 10, Box::new(Counting(calls.clone())));
-                let tasks: Vec<_> = (0..50)
-                    .map(|i| {
-                        let l1 = l1.clone();
-                        let id = if i % 2 == 0 { "212313" } else { "unknown" };
-                        glommio::spawn_local(async move { l1.load(id).await })
-                    })
-                    .collect();
-                let mut found = 0;
-                for t in tasks {
-                    if t.await.unwrap().is_some() {
-                        found += 1;
-                    }
+        crate::test_executor().run(async {
+            let calls = Rc::new(Cell::new(0));
+            let map = Arc::new(L1Map::new(10, 600, 30));
+            let l1 = L1Owner::new(map, 10, Box::new(Counting(calls.clone())));
+            let tasks: Vec<_> = (0..50)
+                .map(|i| {
+                    let l1 = l1.clone();
+                    let id = if i % 2 == 0 { "212313" } else { "unknown" };
+                    glommio::spawn_local(async move { l1.load(id).await })
+                })
+                .collect();
+            let mut found = 0;
+            for t in tasks {
+                if t.await.unwrap().is_some() {
+                    found += 1;
                 }
-                assert_eq!(found, 25);
-                assert_eq!(calls.get(), 2, "one lookup per id");
-                assert!(matches!(
-                    l1.map().probe("unknown", now_ms()),
-                    Probe::Ready(None, L1Outcome::Negative)
-                ));
-            });
+            }
+            assert_eq!(found, 25);
+            assert_eq!(calls.get(), 2, "one lookup per id");
+            assert!(matches!(
+                l1.map().probe("unknown", now_ms()),
+                Probe::Ready(None, L1Outcome::Negative)
+            ));
+        });
     }
 }

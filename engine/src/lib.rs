@@ -46,3 +46,12 @@ pub mod track;
 
 pub use config::EngineConfig;
 pub use server::{Server, ServerError, Stopper};
+
+/// A glommio executor for unit tests that need one (timers, tasks, DMA files).
+#[cfg(test)]
+pub(crate) fn test_executor() -> glommio::LocalExecutor {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(64 << 10)
+        .make()
+        .expect("a glommio executor starts here")
+}

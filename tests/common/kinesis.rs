@@ -2,7 +2,6 @@
 //! fault-injecting proxy, each a node process on 127.0.0.1, and a reader for what a stream holds.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -20,14 +19,6 @@ pub const AWS_ENV: [(&str, &str); 4] = [
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `node <script> <args>` and waits for its "listening on 127.0.0.1:<port>" line.
@@ -217,7 +208,7 @@ impl FaultProxy {
     pub fn start(upstream: u16, k: u32, m: u32) -> FaultProxy {
         let mut p = FaultProxy {
             child: None,
-            port: free_port(),
+            port: super::free_port(),
             upstream,
             k,
             m,
@@ -230,7 +221,7 @@ impl FaultProxy {
     pub fn stopped(upstream: u16) -> FaultProxy {
         FaultProxy {
             child: None,
-            port: free_port(),
+            port: super::free_port(),
             upstream,
             k: 0,
             m: 0,

@@ -1,6 +1,5 @@
 //! A real redis-server on a free port, owned by the test: it can be killed and restarted.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,18 +8,10 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl RedisServer {
     pub fn start() -> RedisServer {
         let mut s = RedisServer {
-            port: free_port(),
+            port: super::free_port(),
             child: None,
         };
         s.restart();
@@ -30,7 +21,7 @@ impl RedisServer {
     /// A server that is not running yet, on a port reserved for it.
     pub fn stopped() -> RedisServer {
         RedisServer {
-            port: free_port(),
+            port: super::free_port(),
             child: None,
         }
     }

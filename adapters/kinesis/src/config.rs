@@ -88,71 +88,61 @@ impl Default for KinesisConfig {
 impl KinesisConfig {
     /// Every out-of-range field, named, with what is allowed.
     pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        let mut range = |field: &str, v: u64, lo: u64, hi: u64| {
-            if v < lo || v > hi {
-                errors.push(format!(
-                    "config field `kinesis.{field}` = {v}: must be between {lo} and {hi}"
-                ));
-            }
-        };
-        range(
+        let mut check = beacon_engine::config::RangeCheck::new("kinesis");
+        check.check(
             "records_per_call_max",
             self.records_per_call_max as u64,
             1,
             500,
         );
-        range(
+        check.check(
             "bytes_per_call_max",
             self.bytes_per_call_max as u64,
             1024,
             10 << 20,
         );
-        range(
+        check.check(
             "record_bytes_max",
             self.record_bytes_max as u64,
             256,
             self.bytes_per_call_max as u64,
         );
-        range(
+        check.check(
             "calls_in_flight_per_shard_max",
             self.calls_in_flight_per_shard_max as u64,
             1,
             256,
         );
-        range(
+        check.check(
             "bytes_in_flight_per_shard_max",
             self.bytes_in_flight_per_shard_max as u64,
             64 << 10,
             1 << 34,
         );
-        range("spool_after_ms", self.spool_after_ms, 0, 60_000);
-        range("record_ttl_ms", self.record_ttl_ms, 100, 86_400_000);
-        range("retry_min_ms", self.retry_min_ms, 1, 60_000);
-        range(
+        check.check("spool_after_ms", self.spool_after_ms, 0, 60_000);
+        check.check("record_ttl_ms", self.record_ttl_ms, 100, 86_400_000);
+        check.check("retry_min_ms", self.retry_min_ms, 1, 60_000);
+        check.check(
             "retry_max_ms",
             self.retry_max_ms,
             self.retry_min_ms,
             600_000,
         );
-        range("call_timeout_ms", self.call_timeout_ms, 10, 600_000);
-        range("spool_bytes_max", self.spool_bytes_max, 1 << 20, 1 << 44);
-        range("shutdown_flush_ms", self.shutdown_flush_ms, 0, 600_000);
+        check.check("call_timeout_ms", self.call_timeout_ms, 10, 600_000);
+        check.check("spool_bytes_max", self.spool_bytes_max, 1 << 20, 1 << 44);
+        check.check("shutdown_flush_ms", self.shutdown_flush_ms, 0, 600_000);
         if let Some(s) = &self.stream {
             let ok = (1..=128).contains(&s.len())
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
             if !ok {
-                errors.push(format!(
-                    "config field `kinesis.stream` = {s:?}: a stream name is 1-128 characters of A-Z a-z 0-9 _ . -"
-                ));
+                check.fail(
+                    "stream",
+                    format_args!("= {s:?}: a stream name is 1-128 characters of A-Z a-z 0-9 _ . -"),
+                );
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        check.finish()
     }
 
     /// Capped exponential delays with full jitter: the n-th is uniform in [0, min(max, min·2ⁿ)].

@@ -57,50 +57,40 @@ impl Default for RedisConfig {
 impl RedisConfig {
     /// Every out-of-range field, named, with what is allowed.
     pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        let mut range = |field: &str, v: u64, lo: u64, hi: u64| {
-            if v < lo || v > hi {
-                errors.push(format!(
-                    "config field `redis.{field}` = {v}: must be between {lo} and {hi}"
-                ));
-            }
-        };
-        range("timeout_ms", self.timeout_ms, 1, 60_000);
-        range("connect_timeout_ms", self.connect_timeout_ms, 1, 60_000);
-        range("lookup_queue_max", self.lookup_queue_max as u64, 1, 1 << 20);
-        range("update_queue_max", self.update_queue_max as u64, 1, 1 << 20);
-        range("ping_interval_ms", self.ping_interval_ms, 10, 600_000);
-        range("reconnect_min_ms", self.reconnect_min_ms, 1, 60_000);
-        range(
+        let mut check = beacon_engine::config::RangeCheck::new("redis");
+        check.check("timeout_ms", self.timeout_ms, 1, 60_000);
+        check.check("connect_timeout_ms", self.connect_timeout_ms, 1, 60_000);
+        check.check("lookup_queue_max", self.lookup_queue_max as u64, 1, 1 << 20);
+        check.check("update_queue_max", self.update_queue_max as u64, 1, 1 << 20);
+        check.check("ping_interval_ms", self.ping_interval_ms, 10, 600_000);
+        check.check("reconnect_min_ms", self.reconnect_min_ms, 1, 60_000);
+        check.check(
             "reconnect_max_ms",
             self.reconnect_max_ms,
             self.reconnect_min_ms,
             600_000,
         );
-        range(
+        check.check(
             "message_bytes_max",
             self.message_bytes_max as u64,
             256,
             512 << 20,
         );
         if self.channel.is_empty() {
-            errors.push(
-                "config field `redis.channel` is empty: name the channel the updater publishes on"
-                    .into(),
+            check.fail(
+                "channel",
+                "is empty: name the channel the updater publishes on",
             );
         }
         if let Some(url) = &self.url {
             if let Err(e) = redis::Client::open(url.as_str()) {
-                errors.push(format!(
-                    "config field `redis.url` = {url:?}: {e} (expected redis://[user:password@]host:port[/db] or rediss://…)"
-                ));
+                check.fail(
+                    "url",
+                    format_args!("= {url:?}: {e} (expected redis://[user:password@]host:port[/db] or rediss://…)"),
+                );
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        check.finish()
     }
 
     /// The key of program `id`'s hash.
