@@ -293,57 +293,30 @@ fn deletes_and_versions_through_the_cli() {
         );
     };
     assert_eq!(program_name(&b, "212314").0, 200);
-    cli(&[
-        "core-data",
-        "put",
-        "--program-id",
-        "212314",
-        "--program-name",
-        "v5",
-        "--checksum",
-        "1",
-        "--customer-id",
-        "1",
-        "--customer-name",
-        "c",
-        "--version",
-        "5",
-    ]);
+    let put = |name: &str, version: &str, valid: &str| {
+        cli(&[
+            "core-data",
+            "put",
+            "--program-id",
+            "212314",
+            "--program-name",
+            name,
+            "--checksum",
+            "1",
+            "--customer-id",
+            "1",
+            "--customer-name",
+            "c",
+            "--version",
+            version,
+            "--valid",
+            valid,
+        ])
+    };
+    put("v5", "5", "true");
     wait_for(&b, "212314", (200, "v5"));
-    cli(&[
-        "core-data",
-        "put",
-        "--program-id",
-        "212314",
-        "--program-name",
-        "v4",
-        "--checksum",
-        "1",
-        "--customer-id",
-        "1",
-        "--customer-name",
-        "c",
-        "--version",
-        "4",
-    ]);
-    cli(&[
-        "core-data",
-        "put",
-        "--program-id",
-        "212314",
-        "--program-name",
-        "v6",
-        "--checksum",
-        "1",
-        "--customer-id",
-        "1",
-        "--customer-name",
-        "c",
-        "--version",
-        "6",
-        "--valid",
-        "false",
-    ]);
+    put("v4", "4", "true");
+    put("v6", "6", "false");
     wait_for(&b, "212314", (403, ""));
     let ignored = b.metric("beacon_core_data_updates_total{result=\"ignored\",shard=\"0\"}")
         + b.metric("beacon_core_data_updates_total{result=\"ignored\",shard=\"1\"}");
