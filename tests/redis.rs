@@ -8,23 +8,23 @@ use common::redis_server::RedisServer;
 use common::Beacon;
 use serde_json::Value;
 
-fn load_samples(redis: &RedisServer) {
+/// Runs `beacon <args> --redis-url <redis>` and expects success.
+fn cli(redis: &RedisServer, args: &[&str]) {
     let out = std::process::Command::new(common::bin())
-        .args([
-            "core-data",
-            "load",
-            "deploy/local/campaigns.json",
-            "--redis-url",
-            &redis.url(),
-        ])
+        .args(args)
+        .args(["--redis-url", &redis.url()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "beacon {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn load_samples(redis: &RedisServer) {
+    cli(redis, &["core-data", "load", "deploy/local/campaigns.json"]);
 }
 
 fn start_beacon(redis: &RedisServer, env: &[(&str, &str)]) -> Beacon {
@@ -280,38 +280,29 @@ fn garbage_on_the_channel_is_counted_and_skipped() {
 #[test]
 fn deletes_and_versions_through_the_cli() {
     let (redis, b) = samples_and_beacon();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(common::bin())
-            .args(args)
-            .args(["--redis-url", &redis.url()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     assert_eq!(program_name(&b, "212314").0, 200);
     let put = |name: &str, version: &str, valid: &str| {
-        cli(&[
-            "core-data",
-            "put",
-            "--program-id",
-            "212314",
-            "--program-name",
-            name,
-            "--checksum",
-            "1",
-            "--customer-id",
-            "1",
-            "--customer-name",
-            "c",
-            "--version",
-            version,
-            "--valid",
-            valid,
-        ])
+        cli(
+            &redis,
+            &[
+                "core-data",
+                "put",
+                "--program-id",
+                "212314",
+                "--program-name",
+                name,
+                "--checksum",
+                "1",
+                "--customer-id",
+                "1",
+                "--customer-name",
+                "c",
+                "--version",
+                version,
+                "--valid",
+                valid,
+            ],
+        )
     };
     put("v5", "5", "true");
     wait_for(&b, "212314", (200, "v5"));
@@ -324,7 +315,7 @@ fn deletes_and_versions_through_the_cli() {
         ignored, 1.0,
         "the v4 update arrived after v5 and was ignored"
     );
-    cli(&["core-data", "delete", "212314", "--version", "7"]);
+    cli(&redis, &["core-data", "delete", "212314", "--version", "7"]);
     wait_for(&b, "212314", (404, ""));
 }
 

@@ -343,15 +343,7 @@ mod tests {
             };
             let metrics = Rc::new(Metrics::new().for_shard(0));
             let (batcher, tasks) = Batcher::new(0, &cfg, Box::new(sink), metrics.clone());
-            let campaign = Campaign {
-                program_id: "212313".into(),
-                program_name: "p".into(),
-                checksum: "1".into(),
-                customer_id: 1,
-                customer_name: "c".into(),
-                valid: true,
-                version: None,
-            };
+            let campaign = Campaign::unvalidated("212313");
             let mut accepted = Vec::new();
             let mut refused = 0;
             for _ in 0..200 {

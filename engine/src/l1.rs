@@ -398,15 +398,7 @@ mod tests {
     use std::cell::Cell;
 
     fn campaign(id: &str) -> Option<Arc<Campaign>> {
-        Some(Arc::new(Campaign {
-            program_id: id.into(),
-            program_name: "p".into(),
-            checksum: "1".into(),
-            customer_id: 1,
-            customer_name: "c".into(),
-            valid: true,
-            version: None,
-        }))
+        Some(Arc::new(Campaign::unvalidated(id)))
     }
 
     fn owner(capacity: usize, ttl: u64, neg_ttl: u64) -> Rc<L1Owner> {
