@@ -214,6 +214,19 @@ fn owner_routing_handles_every_request_for_a_campaign_on_its_owner() {
         per_shard.contains(&60.0) && per_shard.contains(&0.0),
         "all on one shard: {per_shard:?}"
     );
+    let bytes = b.metric("beacon_event_bytes_total{shard=\"0\"}")
+        + b.metric("beacon_event_bytes_total{shard=\"1\"}");
+    assert!(
+        bytes >= 60.0 * 100.0,
+        "every event's encoded bytes are counted: {bytes}"
+    );
+    // The standard process collector counts whole CPU seconds: present, though 0 this early.
+    assert!(
+        b.get("/metrics", &[])
+            .2
+            .contains("\nprocess_cpu_seconds_total "),
+        "process CPU is exported"
+    );
     let forwarded = b.metric("beacon_forwarded_total{kind=\"request\",shard=\"0\"}")
         + b.metric("beacon_forwarded_total{kind=\"request\",shard=\"1\"}");
     assert!(

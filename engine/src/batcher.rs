@@ -161,6 +161,7 @@ impl Batcher {
             let _ = self.linger_kick.try_send(open.seq);
         }
         open.push(&scratch, event.message_id, &event.campaign.program_id);
+        self.metrics.event_bytes.inc_by(scratch.len() as u64);
         Ok(())
     }
 

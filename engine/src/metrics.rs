@@ -119,6 +119,7 @@ pub struct Metrics {
     shard_up: IntGaugeVec,
     unvalidated: IntCounterVec,
     updates: IntCounterVec,
+    event_bytes: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -133,8 +134,14 @@ impl Metrics {
         Self::in_registry(Registry::new())
     }
 
-    /// Registers the engine's families in `r` (shared with adapters).
+    /// Registers the engine's families in `r` (shared with adapters), and the standard process
+    /// metrics (`process_cpu_seconds_total`, memory, open fds) from which a capacity plan reads
+    /// CPU per request.
     pub fn in_registry(r: Registry) -> Self {
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once per registry");
         let c = |name: &str, help: &str, labels: &[&str]| {
             reg(
                 &r,
@@ -179,6 +186,7 @@ impl Metrics {
             shard_up: g("beacon_shard_up", "1 while the shard serves", &["shard"]),
             unvalidated: c("beacon_events_unvalidated_total", "Events accepted without core data (on_core_data_unavailable = accept)", &["shard"]),
             updates: c("beacon_core_data_updates_total", "Pushed core data changes, by result (ignored: the cache held a newer version)", &["result", "shard"]),
+            event_bytes: c("beacon_event_bytes_total", "Encoded bytes of the events accepted into batches (bytes per event = this / events accepted)", &["shard"]),
             registry: r,
         }
     }
@@ -235,6 +243,7 @@ impl Metrics {
             unvalidated: self.unvalidated.with_label_values(&[s]),
             updates_applied: self.updates.with_label_values(&["applied", s]),
             updates_ignored: self.updates.with_label_values(&["ignored", s]),
+            event_bytes: self.event_bytes.with_label_values(&[s]),
         }
     }
 
@@ -278,6 +287,7 @@ pub struct ShardMetrics {
     pub unvalidated: IntCounter,
     pub updates_applied: IntCounter,
     pub updates_ignored: IntCounter,
+    pub event_bytes: IntCounter,
 }
 
 impl ShardMetrics {
