@@ -176,6 +176,29 @@ fn bytes_of(entries: &[Entry]) -> usize {
 }
 
 impl ShardState {
+    async fn spool_mut(&self) -> glommio::sync::RwLockWriteGuard<'_, Spool> {
+        self.spool
+            .write()
+            .await
+            .expect("spool lock is never closed")
+    }
+
+    async fn spool_ref(&self) -> glommio::sync::RwLockReadGuard<'_, Spool> {
+        self.spool.read().await.expect("spool lock is never closed")
+    }
+
+    /// Counts `records` just spooled (0 after a pop) and publishes the spool's size.
+    fn record_spooled(&self, spool: &Spool, records: usize) {
+        self.metrics
+            .spooled_records
+            .with_label_values(&[&self.label])
+            .inc_by(records as u64);
+        self.metrics
+            .spooled_bytes
+            .with_label_values(&[&self.label])
+            .set(spool.bytes() as i64);
+    }
+
     fn has_room(&self, bytes: usize) -> bool {
         self.calls_in_flight.get() < self.cfg.calls_in_flight_per_shard_max
             && (self.bytes_in_flight.get() == 0
@@ -220,19 +243,11 @@ impl ShardState {
                 None => outcome.await.unwrap_or_default(),
             };
             {
-                let mut spool = state
-                    .spool
-                    .write()
-                    .await
-                    .expect("spool lock is never closed");
+                let mut spool = state.spool_mut().await;
                 if !undelivered.is_empty() {
                     // Already accepted: these must not be refused, so the bound may be passed.
                     match spool.push_over_bound(&undelivered).await {
-                        Ok(()) => state
-                            .metrics
-                            .spooled_records
-                            .with_label_values(&[&state.label])
-                            .inc_by(undelivered.len() as u64),
+                        Ok(()) => state.record_spooled(&spool, undelivered.len()),
                         Err(e) => eprintln!(
                             "beacon: kinesis shard {}: cannot spool undelivered records: {e}",
                             state.label
@@ -245,11 +260,7 @@ impl ShardState {
                     }
                     state.replaying.set(false);
                 }
-                state
-                    .metrics
-                    .spooled_bytes
-                    .with_label_values(&[&state.label])
-                    .set(spool.bytes() as i64);
+                state.record_spooled(&spool, 0);
             }
             state.set_in_flight(-1, -(bytes as isize));
             state.room.notify(usize::MAX);
@@ -270,11 +281,7 @@ async fn replay(state: Rc<ShardState>) {
             && state.calls_in_flight.get() < state.cfg.calls_in_flight_per_shard_max
         {
             let front = {
-                let spool = state
-                    .spool
-                    .read()
-                    .await
-                    .expect("spool lock is never closed");
+                let spool = state.spool_ref().await;
                 spool.front().await
             };
             match front {
@@ -325,11 +332,7 @@ impl ShardSink for ShardKinesis {
                     .into_iter()
                     .partition(|e| e.data.len() + e.partition_key.len() <= cfg.record_bytes_max);
             if !oversized.is_empty() {
-                let mut spool = state
-                    .spool
-                    .write()
-                    .await
-                    .expect("spool lock is never closed");
+                let mut spool = state.spool_mut().await;
                 spool.dead_letter(&oversized).await.map_err(spool_err)?;
                 state
                     .metrics
@@ -342,12 +345,7 @@ impl ShardSink for ShardKinesis {
             }
             let bytes = bytes_of(&entries);
             // While anything is spooled, new batches queue behind it, so that replay keeps order.
-            let spooling = !state
-                .spool
-                .read()
-                .await
-                .expect("spool lock is never closed")
-                .is_empty();
+            let spooling = !state.spool_ref().await.is_empty();
             if !spooling {
                 let deadline = Instant::now() + Duration::from_millis(cfg.spool_after_ms);
                 loop {
@@ -362,22 +360,9 @@ impl ShardSink for ShardKinesis {
                     }
                 }
             }
-            let mut spool = state
-                .spool
-                .write()
-                .await
-                .expect("spool lock is never closed");
+            let mut spool = state.spool_mut().await;
             spool.push(&entries).await.map_err(spool_err)?;
-            state
-                .metrics
-                .spooled_records
-                .with_label_values(&[&state.label])
-                .inc_by(entries.len() as u64);
-            state
-                .metrics
-                .spooled_bytes
-                .with_label_values(&[&state.label])
-                .set(spool.bytes() as i64);
+            state.record_spooled(&spool, entries.len());
             state.kick.notify(1);
             Ok(())
         })

@@ -55,8 +55,7 @@ pub(crate) async fn serve(
                                 health.lookups_up.store(true, Ordering::Release);
                             }
                             Err(e) => {
-                                health.lookups_up.store(false, Ordering::Release);
-                                health.set_error(format_args!("connecting for lookups: {e}"));
+                                health.lookups_down(format_args!("connecting for lookups: {e}"));
                                 next_attempt = Instant::now() + backoff.next().unwrap_or(Duration::from_secs(1));
                             }
                         }
@@ -70,12 +69,10 @@ pub(crate) async fn serve(
                             match pong {
                                 Ok(Ok(_)) => health.lookups_up.store(true, Ordering::Release),
                                 Ok(Err(e)) => {
-                                    health.lookups_up.store(false, Ordering::Release);
-                                    health.set_error(format_args!("PING: {e}"));
+                                    health.lookups_down(format_args!("PING: {e}"));
                                 }
                                 Err(_) => {
-                                    health.lookups_up.store(false, Ordering::Release);
-                                    health.set_error("PING unanswered");
+                                    health.lookups_down("PING unanswered");
                                 }
                             }
                         });
@@ -112,8 +109,7 @@ pub(crate) async fn serve(
                         .map_err(|e| CoreDataError::Malformed(format!("hash {key}: {e}")))
                 }
                 Ok(Err(e)) => {
-                    health.lookups_up.store(false, Ordering::Release);
-                    health.set_error(format_args!("HGETALL {key}: {e}"));
+                    health.lookups_down(format_args!("HGETALL {key}: {e}"));
                     Err(CoreDataError::Unavailable(e.to_string()))
                 }
                 Err(_) => Err(CoreDataError::Timeout),

@@ -29,6 +29,12 @@ pub(crate) struct Health {
 }
 
 impl Health {
+    /// Lookups cannot be answered; `why` is shown by `/health/ready`.
+    pub fn lookups_down(&self, why: impl std::fmt::Display) {
+        self.lookups_up.store(false, Ordering::Release);
+        self.set_error(why);
+    }
+
     pub fn set_error(&self, e: impl std::fmt::Display) {
         *self.last_error.lock().expect("not poisoned") = e.to_string();
     }
