@@ -256,8 +256,10 @@ fn serve(cfg: Config) -> Result<()> {
     let mut sidecar = None;
     let mut sidecar_handle = || -> Result<tokio::runtime::Handle> {
         if sidecar.is_none() {
+            let clocks = metrics.cpu.clone();
             sidecar = Some(sidecar::Sidecar::start(
                 cfg.sidecar.cpu.or_else(|| sidecar::spare_cpu(shards)),
+                move || clocks.register_current("sidecar"),
             )?);
         }
         Ok(sidecar.as_ref().expect("just started").handle().clone())

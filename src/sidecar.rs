@@ -15,8 +15,8 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// Starts the sidecar thread, pinned to `cpu` if given.
-    pub fn start(cpu: Option<usize>) -> Result<Sidecar> {
+    /// Starts the sidecar thread, pinned to `cpu` if given; `on_start` runs first on the thread.
+    pub fn start(cpu: Option<usize>, on_start: impl FnOnce() + Send + 'static) -> Result<Sidecar> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("beacon-sidecar")
@@ -30,6 +30,7 @@ impl Sidecar {
                 if let Some(cpu) = cpu {
                     pin_current_thread(cpu);
                 }
+                on_start();
                 // The runtime drives every spawned task while it waits for the stop signal.
                 let _ = runtime.block_on(stopped);
             })

@@ -22,12 +22,13 @@
 //! | `event` | the event record (rkyv, versioned) and the reference's protobuf and JSON |
 //! | `batcher` | per-shard batches sealed by count, bytes or linger, bounded queue to the sink |
 //! | `sink`, `segment` | port: where sealed batches go; embedded segment-file implementation |
-//! | `metrics`, `reply`, `config`, `preflight`, `campaign` | the rest |
+//! | `metrics`, `cpu`, `reply`, `config`, `preflight`, `campaign` | the rest |
 
 pub mod batcher;
 pub mod campaign;
 pub mod config;
 pub mod core_data;
+pub mod cpu;
 pub mod event;
 pub mod http;
 pub mod l1;

@@ -10,6 +10,7 @@ use prometheus::{
 };
 
 use crate::campaign::BadId;
+use crate::cpu::CpuClocks;
 use crate::l1::L1Outcome;
 
 /// Routes as metric labels.
@@ -102,6 +103,8 @@ impl BadRequest {
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// Process and per-thread CPU clocks; threads register themselves as they start.
+    pub cpu: CpuClocks,
     requests: IntCounterVec,
     latency: HistogramVec,
     l1: IntCounterVec,
@@ -134,14 +137,17 @@ impl Metrics {
         Self::in_registry(Registry::new())
     }
 
-    /// Registers the engine's families in `r` (shared with adapters), and the standard process
-    /// metrics (`process_cpu_seconds_total`, memory, open fds) from which a capacity plan reads
-    /// CPU per request.
+    /// Registers the engine's families in `r` (shared with adapters), the standard process
+    /// metrics (memory, open fds, whole CPU seconds) and the precise CPU clocks (`cpu`) from
+    /// which a capacity plan reads CPU per request.
     pub fn in_registry(r: Registry) -> Self {
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("registered once per registry");
+        let cpu = CpuClocks::new();
+        r.register(Box::new(cpu.clone()))
+            .expect("registered once per registry");
         let c = |name: &str, help: &str, labels: &[&str]| {
             reg(
                 &r,
@@ -155,6 +161,7 @@ impl Metrics {
             )
         };
         Metrics {
+            cpu,
             requests: c("beacon_requests_total", "HTTP requests answered, by route, status and shard", &["route", "status", "shard"]),
             latency: reg(
                 &r,

@@ -65,6 +65,7 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
     // glommio numbers mesh peers by executor id; that number is this shard's id everywhere.
     let id = senders.peer_id();
     let cfg = &shared.cfg;
+    shared.metrics.cpu.register_current(&format!("shard-{id}"));
     let metrics = Rc::new(shared.metrics.for_shard(id));
     let l1 = L1Owner::new(
         shared.maps[id].clone(),
