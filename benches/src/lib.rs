@@ -1,3 +1,24 @@
-//! beacon's benchmark crate. The criterion micro-benches live in `benches/hot_path.rs`
-//! (`cargo bench -p beacon-benches`); `compare` and `kinesis` beside this crate are the
-//! end-to-end benchmarks (see BENCHMARKS.md).
+//! # beacon-benches
+//!
+//! beacon's benchmark crate: the criterion micro-benches (`benches/hot_path.rs`, each against a
+//! baseline in the same group), the `beacon-bench` tool, and beside the crate the end-to-end
+//! scripts `compare` (beacon against nginx) and `kinesis` (see BENCHMARKS.md).
+//!
+//! # Layout
+//!
+//! | module | part |
+//! |---|---|
+//! | `load` | `beacon-bench load`: open-loop constant-rate HTTP/1.1 load, HdrHistogram latencies |
+//! | `scrape` | the engine's `/metrics`: CPU, requests, events, bytes, batches |
+//! | `capacity` | `beacon-bench capacity`: steps the rate up, finds the highest within the SLO |
+//! | `plan` | cores, instances, Kinesis shards and monthly cost for a peak; the price table |
+//! | `plot` | the SVG of latency percentiles against offered rate |
+//!
+//! A capacity run: `capacity` drives `load` one step at a time, `scrape`s around each step,
+//! hands the best passing step to `plan`, and draws every step with `plot`.
+
+pub mod capacity;
+pub mod load;
+pub mod plan;
+pub mod plot;
+pub mod scrape;
