@@ -15,9 +15,11 @@ pub const SHARD_RECORDS_PER_SEC: f64 = 1000.0;
 pub const SHARD_BYTES_PER_SEC: f64 = 1024.0 * 1024.0;
 /// Provisioned PUT payloads are billed in 25 KiB chunks of each record.
 pub const PUT_UNIT_BYTES: f64 = 25.0 * 1024.0;
-/// Aggregated framing per user record, on top of its data and its partition key in the key
-/// table (the same allowance beacon's aggregator sizes records with): an index, a length, tags.
-pub const AGGREGATED_RECORD_OVERHEAD_BYTES: f64 = 16.0;
+/// KPL framing per user record in an aggregated record, on top of its data and its partition
+/// key in the key table: the record's tag and length, the key index, the hash key index, the
+/// data's tag and length, and the key table entry's tag and length. (An aggregate's own key,
+/// magic and MD5 are shared by all its user records and left out.)
+pub const AGGREGATED_RECORD_OVERHEAD_BYTES: f64 = 12.0;
 
 #[derive(Deserialize, Serialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -239,8 +241,7 @@ pub fn plan(m: &Measured, goal: &Goal, prices: &Prices) -> Result<Plan> {
     // framing. More shards never lower the records a shard gets (every batch reaches every
     // shard once it holds more events than there are shards), so the record limit binds on the
     // fleet's batch rate: beyond 1000 batches/s, batches must grow (batch_linger_ms, batch sizes).
-    let agg_bytes =
-        m.bytes_per_event + 2.0 * goal.partition_key_bytes + AGGREGATED_RECORD_OVERHEAD_BYTES;
+    let agg_bytes = m.bytes_per_event + goal.partition_key_bytes + AGGREGATED_RECORD_OVERHEAD_BYTES;
     let agg_rate = events_per_sec * agg_bytes;
     let agg_shards_for_bytes = ceil_u64(agg_rate / SHARD_BYTES_PER_SEC).max(1);
     let batches_per_sec = events_per_sec * m.batches_per_event;
@@ -260,7 +261,7 @@ pub fn plan(m: &Measured, goal: &Goal, prices: &Prices) -> Result<Plan> {
         ));
         None
     } else {
-        Some(agg_shards_for_bytes)
+        Some(1)
     };
     let agg_record_bytes = if agg_records > 0.0 {
         agg_rate / agg_records
@@ -383,11 +384,14 @@ mod tests {
         );
         assert_eq!(plain.put_units_per_sec, 100_000.0);
         let agg = &plan.kinesis[1];
-        // 164 + 72 + 16 = 252 B/event: 24.03 MiB/s: 25 shards; 200 batches/s, each reaching all
-        // 25 shards: 5,000 records/s, 200/s per shard.
-        assert_eq!(agg.shards, 25);
+        // 164 + 36 + 12 = 212 B/event: 20.2 MiB/s: 21 shards; 200 batches/s, each reaching all
+        // 21 shards: 4,200 records/s, 200/s per shard, which one shard would take.
+        assert_eq!(
+            (agg.shards_for_records, agg.shards_for_bytes, agg.shards),
+            (Some(1), 21, 21)
+        );
         assert!(
-            (agg.records_per_sec - 5_000.0).abs() < 1e-6,
+            (agg.records_per_sec - 4_200.0).abs() < 1e-6,
             "{}",
             agg.records_per_sec
         );

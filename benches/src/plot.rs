@@ -52,24 +52,31 @@ pub fn write(path: &Path, steps: &[Step], slo_p99_ms: f64, slo_rps: Option<f64>)
         .draw()
         .map_err(err)?;
     for (key, color) in PERCENTILES {
-        let series: Vec<(f64, f64)> = points
+        let series: Vec<(f64, f64, bool)> = points
             .iter()
-            .map(|s| (s.report.offered_rps as f64, s.report.latency(key)))
-            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .map(|s| (s.report.offered_rps as f64, s.report.latency(key), s.passed))
+            .filter(|(_, v, _)| v.is_finite() && *v > 0.0)
             .collect();
         chart
-            .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                series.iter().map(|(x, y, _)| (*x, *y)),
+                color.stroke_width(2),
+            ))
             .map_err(err)?
             .label(key)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
         chart
-            .draw_series(
-                series
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
+            // Passing steps are dots, failing ones rings.
+            .draw_series(series.into_iter().map(|(x, y, passed)| {
+                let style = if passed {
+                    color.filled()
+                } else {
+                    color.stroke_width(1)
+                };
+                Circle::new((x, y), 3, style)
+            }))
             .map_err(err)?;
     }
     chart
