@@ -245,8 +245,12 @@ pub fn run(
     progress.set_position(0);
     let (late_releases, elapsed) = runtime.block_on(async {
         let (tx, rx) = async_channel::bounded::<Instant>(w.connections * QUEUE_PER_CONNECTION_MAX);
+        // Connections open before the clock starts: a keep-alive benchmark measures requests,
+        // not TCP handshakes (a connection the server closes later is reopened on the clock).
+        let connected = Arc::new(tokio::sync::Barrier::new(w.connections + 1));
         let mut tasks = Vec::new();
         for c in 0..w.connections {
+            let connected = connected.clone();
             let (rx, paths, authority) = (rx.clone(), paths.clone(), authority.clone());
             let (histogram, tally, progress) = (histogram.clone(), tally.clone(), progress.clone());
             let seed = w.seed.wrapping_add(c as u64);
@@ -254,7 +258,8 @@ pub fn run(
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
                 let mut local =
                     Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid bounds");
-                let mut sender = None;
+                let mut sender = connect(&authority).await.ok();
+                connected.wait().await;
                 let mut mine = Tally::default();
                 while let Ok(stamp) = rx.recv().await {
                     let path = paths.draw(&mut rng);
@@ -277,6 +282,7 @@ pub fn run(
             }));
         }
         drop(rx);
+        connected.wait().await;
         let start = Instant::now();
         let interval_ns = 1e9 / rate as f64;
         let mut late = 0u64;
