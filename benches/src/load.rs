@@ -72,6 +72,10 @@ pub struct Workload {
     /// Seed for ids and routes, for repeatable runs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Milliseconds a request may take before it counts as failed (`timeout`) and its
+    /// connection is replaced, so a stalled server cannot hang a run.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -220,8 +224,8 @@ pub fn run(
     seconds: u64,
     progress: &indicatif::ProgressBar,
 ) -> Result<Report> {
-    if rate == 0 || seconds == 0 || w.connections == 0 {
-        bail!("--rate, --seconds and --connections must be at least 1");
+    if rate == 0 || seconds == 0 || w.connections == 0 || w.timeout_ms == 0 {
+        bail!("--rate, --seconds, --connections and --timeout-ms must be at least 1");
     }
     let uri: hyper::Uri = w
         .target
@@ -254,6 +258,7 @@ pub fn run(
             let (rx, paths, authority) = (rx.clone(), paths.clone(), authority.clone());
             let (histogram, tally, progress) = (histogram.clone(), tally.clone(), progress.clone());
             let seed = w.seed.wrapping_add(c as u64);
+            let timeout = Duration::from_millis(w.timeout_ms);
             tasks.push(tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
                 let mut local =
@@ -263,7 +268,14 @@ pub fn run(
                 let mut mine = Tally::default();
                 while let Ok(stamp) = rx.recv().await {
                     let path = paths.draw(&mut rng);
-                    let outcome = send(&mut sender, &authority, &path).await;
+                    let outcome =
+                        tokio::time::timeout(timeout, send(&mut sender, &authority, &path))
+                            .await
+                            .unwrap_or_else(|_| {
+                                // The connection is mid-request: it cannot carry the next one.
+                                sender = None;
+                                Err("timeout".to_string())
+                            });
                     local.saturating_record(stamp.elapsed().as_micros().max(1) as u64);
                     match outcome {
                         Ok(status) => *mine.statuses.entry(status.to_string()).or_insert(0) += 1,
@@ -460,6 +472,7 @@ mod tests {
             mix: mix.into(),
             threads: 1,
             seed: 7,
+            timeout_ms: 10_000,
         }
     }
 
@@ -560,6 +573,21 @@ mod tests {
             r.latency("p50")
         );
         assert_eq!(r.failed(), 0);
+    }
+
+    #[test]
+    fn a_server_that_never_answers_times_out_instead_of_hanging_the_run() {
+        let server = tokio::runtime::Runtime::new().unwrap();
+        let addr = server.block_on(slow_server(3_600_000));
+        let mut w = workload("pixel=1", "uniform", 0.0);
+        w.target = format!("http://{addr}");
+        w.connections = 4;
+        w.timeout_ms = 200;
+        let started = std::time::Instant::now();
+        let r = run(&w, 20, 1, &indicatif::ProgressBar::hidden()).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(r.errors.get("timeout"), Some(&20), "{:?}", r.errors);
+        assert_eq!(r.failed(), 20);
     }
 
     #[test]
