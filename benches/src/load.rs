@@ -551,12 +551,18 @@ mod tests {
         addr
     }
 
-    #[test]
-    fn a_server_slower_than_the_offered_rate_is_charged_for_the_queue() {
+    /// A workload against a new `slow_server`; the runtime serving it lives as long as it is held.
+    fn against_slow_server(delay_ms: u64) -> (tokio::runtime::Runtime, Workload) {
         let server = tokio::runtime::Runtime::new().unwrap();
-        let addr = server.block_on(slow_server(10));
+        let addr = server.block_on(slow_server(delay_ms));
         let mut w = workload("pixel=1", "uniform", 0.0);
         w.target = format!("http://{addr}");
+        (server, w)
+    }
+
+    #[test]
+    fn a_server_slower_than_the_offered_rate_is_charged_for_the_queue() {
+        let (_server, w) = against_slow_server(10);
         // One connection to a 10 ms server takes at most 100 req/s; 200 are offered for 2 s, so
         // the queue grows by 100 requests a second and the last wait about a second. A
         // closed-loop client would report 10 ms for every request.
@@ -577,10 +583,7 @@ mod tests {
 
     #[test]
     fn a_server_that_never_answers_times_out_instead_of_hanging_the_run() {
-        let server = tokio::runtime::Runtime::new().unwrap();
-        let addr = server.block_on(slow_server(3_600_000));
-        let mut w = workload("pixel=1", "uniform", 0.0);
-        w.target = format!("http://{addr}");
+        let (_server, mut w) = against_slow_server(3_600_000);
         w.connections = 4;
         w.timeout_ms = 200;
         let started = std::time::Instant::now();
