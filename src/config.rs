@@ -1,8 +1,9 @@
-//! The whole configuration: `[engine]`, `[redis]`, `[kinesis]` and `[sidecar]`, layered.
+//! The whole configuration: `[engine]`, `[segments]`, `[campaigns]`, `[redis]`, `[kinesis]`,
+//! `[sidecar]` and `[log]`, layered.
 //!
 //! Later sources win: defaults, the TOML file (`--config`), environment variables, flags.
-//! `BEACON_<FIELD>` sets an `[engine]` field, `BEACON_REDIS_<FIELD>` a `[redis]` one and
-//! `BEACON_KINESIS_<FIELD>` a `[kinesis]` one and `BEACON_SIDECAR_<FIELD>` a `[sidecar]` one.
+//! `BEACON_<FIELD>` sets an `[engine]` field and `BEACON_<SECTION>_<FIELD>` a field of another
+//! section (`BEACON_REDIS_TIMEOUT_MS`, `BEACON_SEGMENTS_FSYNC`); `BEACON_LOG` is the log filter.
 //! The reference's `REDIS_HOST`/`REDIS_PORT` give `redis.url`, `EVENT_STREAM` gives
 //! `kinesis.stream` and `REGION` gives `kinesis.region`, when nothing else does. Unknown fields
 //! and variables are errors.
@@ -10,10 +11,14 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use beacon_engine::EngineConfig;
+use beacon_engine::config::{CampaignsConfig, SegmentsConfig};
+use beacon_engine::embedded::SegmentSink;
+use beacon_engine::{EngineConfig, FieldError};
 use beacon_kinesis::KinesisConfig;
 use beacon_redis::RedisConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::log::LogConfig;
 
 /// The sidecar thread's settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,9 +33,12 @@ pub struct SidecarConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub engine: EngineConfig,
+    pub segments: SegmentsConfig,
+    pub campaigns: CampaignsConfig,
     pub redis: RedisConfig,
     pub kinesis: KinesisConfig,
     pub sidecar: SidecarConfig,
+    pub log: LogConfig,
 }
 
 /// Values given on the command line, by section and field.
@@ -50,7 +58,15 @@ impl Overrides {
     }
 }
 
-const SECTIONS: [&str; 4] = ["engine", "redis", "kinesis", "sidecar"];
+const SECTIONS: [&str; 7] = [
+    "engine",
+    "segments",
+    "campaigns",
+    "redis",
+    "kinesis",
+    "sidecar",
+    "log",
+];
 
 fn fields_of<T: Serialize + Default>() -> Vec<String> {
     toml::Table::try_from(T::default())
@@ -60,17 +76,17 @@ fn fields_of<T: Serialize + Default>() -> Vec<String> {
 
 /// Fields of each section, including optional ones a default leaves out.
 fn known_fields(section: &str) -> Vec<String> {
-    let mut fields = match section {
-        "engine" => fields_of::<EngineConfig>(),
-        "redis" => fields_of::<RedisConfig>(),
-        "kinesis" => fields_of::<KinesisConfig>(),
-        _ => fields_of::<SidecarConfig>(),
-    };
-    let optional: &[&str] = match section {
-        "engine" => &["shards", "campaigns"],
-        "redis" => &["url"],
-        "kinesis" => &["stream", "endpoint", "region"],
-        _ => &["cpu"],
+    let (mut fields, optional): (Vec<String>, &[&str]) = match section {
+        "engine" => (fields_of::<EngineConfig>(), &["shards"]),
+        "segments" => (fields_of::<SegmentsConfig>(), &[]),
+        "campaigns" => (fields_of::<CampaignsConfig>(), &["file"]),
+        "redis" => (fields_of::<RedisConfig>(), &["url"]),
+        "kinesis" => (
+            fields_of::<KinesisConfig>(),
+            &["stream", "endpoint", "region"],
+        ),
+        "log" => (fields_of::<LogConfig>(), &[]),
+        _ => (fields_of::<SidecarConfig>(), &["cpu"]),
     };
     fields.extend(optional.iter().map(|s| s.to_string()));
     fields
@@ -84,10 +100,14 @@ fn env_value(raw: &str) -> toml::Value {
     }
 }
 
-/// Maps `BEACON_X` to its section and field.
+/// Maps `BEACON_X` to its section and field; `BEACON_LOG` alone is the log filter, as
+/// `RUST_LOG` is.
 fn env_target(var: &str) -> Option<(&'static str, String)> {
     let rest = var.strip_prefix("BEACON_")?.to_ascii_lowercase();
-    for section in ["redis", "kinesis", "sidecar"] {
+    if rest == "log" {
+        return Some(("log", "level".into()));
+    }
+    for section in SECTIONS.into_iter().filter(|s| *s != "engine") {
         if let Some(field) = rest.strip_prefix(&format!("{section}_")) {
             return Some((section, field.to_string()));
         }
@@ -95,106 +115,138 @@ fn env_target(var: &str) -> Option<(&'static str, String)> {
     Some(("engine", rest))
 }
 
-pub fn load(file: Option<&PathBuf>, overrides: Overrides) -> Result<Config> {
-    let mut root: toml::Table = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?;
-            toml::from_str(&text)
-                .with_context(|| format!("config file {} is not valid TOML", path.display()))?
-        }
-        None => toml::Table::new(),
-    };
-    for key in root.keys() {
-        if !SECTIONS.contains(&key.as_str()) {
-            bail!("config file: unknown section [{key}]; known: [engine], [redis], [kinesis], [sidecar]");
-        }
-    }
-    let section = |root: &mut toml::Table, name: &str| -> Result<toml::Table> {
-        match root.remove(name) {
-            Some(toml::Value::Table(t)) => Ok(t),
-            Some(_) => bail!("config file: `{name}` must be a table ([{name}])"),
-            None => Ok(toml::Table::new()),
-        }
-    };
-    let mut tables: Vec<(&str, toml::Table)> = Vec::new();
-    for name in SECTIONS {
-        tables.push((name, section(&mut root, name)?));
-    }
-    let mut vars: Vec<(String, String)> = std::env::vars().collect();
-    vars.sort();
-    for (var, value) in vars {
-        let Some((sec, field)) = env_target(&var) else {
-            continue;
+/// The configuration as TOML tables, one per section, before it is typed.
+struct Layers(Vec<(&'static str, toml::Table)>);
+
+impl Layers {
+    /// The sections of `file`, or empty ones.
+    fn from_file(file: Option<&PathBuf>) -> Result<Layers> {
+        let mut root: toml::Table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("config file {} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
         };
-        let known = known_fields(sec);
-        if !known.contains(&field) {
+        if let Some(key) = root.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+            let known: Vec<String> = SECTIONS.iter().map(|s| format!("[{s}]")).collect();
             bail!(
-                "environment variable {var}: [{sec}] has no field `{field}` (known: {})",
+                "config file: unknown section [{key}]; known: {}",
                 known.join(", ")
             );
         }
-        let table = &mut tables
-            .iter_mut()
-            .find(|(n, _)| *n == sec)
-            .expect("known section")
-            .1;
-        table.insert(field, env_value(&value));
+        let mut layers = Vec::new();
+        for name in SECTIONS {
+            let table = match root.remove(name) {
+                Some(toml::Value::Table(t)) => t,
+                Some(_) => bail!("config file: `{name}` must be a table ([{name}])"),
+                None => toml::Table::new(),
+            };
+            layers.push((name, table));
+        }
+        Ok(Layers(layers))
     }
+
+    fn section(&mut self, name: &str) -> &mut toml::Table {
+        &mut self
+            .0
+            .iter_mut()
+            .find(|(n, _)| *n == name)
+            .expect("known section")
+            .1
+    }
+
+    /// `BEACON_*` variables; an unknown field is an error that lists the known ones.
+    fn apply_env(&mut self) -> Result<()> {
+        let mut vars: Vec<(String, String)> = std::env::vars().collect();
+        vars.sort();
+        for (var, value) in vars {
+            let Some((sec, field)) = env_target(&var) else {
+                continue;
+            };
+            let known = known_fields(sec);
+            if !known.contains(&field) {
+                bail!(
+                    "environment variable {var}: [{sec}] has no field `{field}` (known: {})",
+                    known.join(", ")
+                );
+            }
+            self.section(sec).insert(field, env_value(&value));
+        }
+        Ok(())
+    }
+
+    /// The reference's variables, where nothing else set the field.
+    fn apply_reference_env(&mut self) {
+        let redis = self.section("redis");
+        if !redis.contains_key("url") {
+            if let Ok(host) = std::env::var("REDIS_HOST") {
+                let port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
+                redis.insert("url".into(), format!("redis://{host}:{port}").into());
+            }
+        }
+        let kinesis = self.section("kinesis");
+        for (var, field) in [("EVENT_STREAM", "stream"), ("REGION", "region")] {
+            if let (false, Ok(value)) = (kinesis.contains_key(field), std::env::var(var)) {
+                kinesis.insert(field.into(), value.into());
+            }
+        }
+    }
+
+    fn into_config(self) -> Result<Config> {
+        let whole: toml::Table = self
+            .0
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), toml::Value::Table(t)))
+            .collect();
+        serde_path_to_error::deserialize(toml::Value::Table(whole)).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid configuration: field `{}`: {}",
+                e.path(),
+                e.inner().to_string().lines().next().unwrap_or_default(),
+            )
+        })
+    }
+}
+
+/// Defaults, then `file`, then `BEACON_*` and the reference's variables, then `overrides`;
+/// every out-of-range field of every section reported at once.
+pub fn load(file: Option<&PathBuf>, overrides: Overrides) -> Result<Config> {
+    let mut layers = Layers::from_file(file)?;
+    layers.apply_env()?;
     for (sec, field, value) in overrides.0 {
-        let table = &mut tables
-            .iter_mut()
-            .find(|(n, _)| *n == sec)
-            .expect("known section")
-            .1;
-        table.insert(field.to_string(), value);
+        layers.section(sec).insert(field.to_string(), value);
     }
-    let redis = &mut tables
-        .iter_mut()
-        .find(|(n, _)| *n == "redis")
-        .expect("known section")
-        .1;
-    if !redis.contains_key("url") {
-        if let Ok(host) = std::env::var("REDIS_HOST") {
-            let port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
-            redis.insert("url".into(), format!("redis://{host}:{port}").into());
-        }
-    }
-    let kinesis = &mut tables
-        .iter_mut()
-        .find(|(n, _)| *n == "kinesis")
-        .expect("known section")
-        .1;
-    for (var, field) in [("EVENT_STREAM", "stream"), ("REGION", "region")] {
-        if let (false, Ok(value)) = (kinesis.contains_key(field), std::env::var(var)) {
-            kinesis.insert(field.into(), value.into());
-        }
-    }
-    let whole: toml::Table = tables
-        .into_iter()
-        .map(|(n, t)| (n.to_string(), toml::Value::Table(t)))
-        .collect();
-    let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(whole)).map_err(|e| {
-        anyhow::anyhow!(
-            "invalid configuration: field `{}`: {}",
-            e.path(),
-            e.inner().to_string().lines().next().unwrap_or_default(),
-        )
-    })?;
-    let mut errors: Vec<String> = Vec::new();
-    if let Err(es) = cfg.engine.validate() {
-        errors.extend(es.iter().map(|e| e.to_string()));
-    }
-    if let Err(es) = cfg.redis.validate() {
-        errors.extend(es);
-    }
-    if let Err(es) = cfg.kinesis.validate() {
-        errors.extend(es);
-    }
+    layers.apply_reference_env();
+    let cfg = layers.into_config()?;
+    let errors = validate(&cfg);
     if !errors.is_empty() {
-        bail!("invalid configuration:\n  {}", errors.join("\n  "));
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        bail!("invalid configuration:\n  {}", lines.join("\n  "));
     }
+    cfg.log.filter()?;
     Ok(cfg)
+}
+
+fn validate(cfg: &Config) -> Vec<FieldError> {
+    let sink_limits = match cfg.kinesis.stream {
+        Some(_) => beacon_kinesis::BATCH_LIMITS,
+        None => SegmentSink::BATCH_LIMITS,
+    };
+    [
+        cfg.engine.validate(),
+        cfg.engine.validate_for_sink(sink_limits),
+        cfg.segments.validate(),
+        cfg.campaigns.validate(),
+        cfg.redis.validate(),
+        cfg.kinesis.validate(),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .flatten()
+    .collect()
 }
 
 /// The effective configuration as TOML.
@@ -219,6 +271,15 @@ mod tests {
         assert_eq!(
             env_target("BEACON_SIDECAR_CPU"),
             Some(("sidecar", "cpu".into()))
+        );
+        assert_eq!(env_target("BEACON_LOG"), Some(("log", "level".into())));
+        assert_eq!(
+            env_target("BEACON_LOG_FORMAT"),
+            Some(("log", "format".into()))
+        );
+        assert_eq!(
+            env_target("BEACON_SEGMENTS_FSYNC"),
+            Some(("segments", "fsync".into()))
         );
         assert_eq!(env_target("PATH"), None);
         assert!(known_fields("redis").contains(&"url".to_string()));

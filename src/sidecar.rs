@@ -28,7 +28,9 @@ impl Sidecar {
             .name("beacon-sidecar".into())
             .spawn(move || {
                 if let Some(cpu) = cpu {
-                    pin_current_thread(cpu);
+                    if let Err(e) = beacon_engine::pin_current_thread(cpu) {
+                        tracing::warn!(cpu, error = %e, "cannot pin the sidecar to its CPU");
+                    }
                 }
                 on_start();
                 // The runtime drives every spawned task while it waits for the stop signal.
@@ -62,21 +64,5 @@ impl Drop for Sidecar {
 /// The CPU for the sidecar when none is configured: the first allowed CPU that no shard is
 /// pinned to, if there is one.
 pub fn spare_cpu(shards: usize) -> Option<usize> {
-    beacon_engine::server::allowed_cpus()
-        .into_iter()
-        .nth(shards)
-}
-
-fn pin_current_thread(cpu: usize) {
-    // SAFETY: as above; sched_setaffinity(0, …) applies to the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!(
-                "beacon: warning: cannot pin the sidecar to CPU {cpu}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
+    beacon_engine::allowed_cpus().into_iter().nth(shards)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use beacon_engine::config::RecordFormat;
-use beacon_engine::event::decode;
+use beacon_engine::model::decode;
 use common::kinesis::{FaultProxy, Kinesalite, AWS_ENV};
 use common::Beacon;
 

@@ -10,12 +10,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::hint::black_box;
 use std::sync::Arc;
 
-use beacon_engine::batcher::OpenBatch;
-use beacon_engine::campaign::Campaign;
+use beacon_engine::bench_api::OpenBatch;
+use beacon_engine::bench_api::{now_ms, L1Map, L1Owner, Probe};
 use beacon_engine::config::RecordFormat;
-use beacon_engine::core_data::EmbeddedCoreData;
-use beacon_engine::event::Event;
-use beacon_engine::l1::{now_ms, L1Map, L1Owner, Probe};
+use beacon_engine::embedded::EmbeddedCoreData;
+use beacon_engine::model::Campaign;
+use beacon_engine::model::Event;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn campaign(id: u64) -> Campaign {
@@ -52,7 +52,7 @@ fn routing(c: &mut Criterion) {
         b.iter(|| state.hash_one(black_box(id)) % 2)
     });
     g.bench_function("xxh3 (beacon routing::owner)", |b| {
-        b.iter(|| beacon_engine::routing::owner(black_box(id), 2))
+        b.iter(|| beacon_engine::model::owner(black_box(id), 2))
     });
     g.finish();
 }

@@ -12,6 +12,7 @@
 //! | `scrape` | the engine's `/metrics`: CPU, requests, events, bytes, batches |
 //! | `capacity` | `beacon-bench capacity`: steps the rate up, finds the highest within the SLO |
 //! | `plan` | cores, instances, Kinesis shards and monthly cost for a peak; the price table |
+//! | `step` | one step's figures, shared by `capacity` and `plot` |
 //! | `plot` | the SVG of latency percentiles against offered rate |
 //!
 //! A capacity run: `capacity` drives `load` one step at a time, `scrape`s around each step,
@@ -22,3 +23,4 @@ pub mod load;
 pub mod plan;
 pub mod plot;
 pub mod scrape;
+pub mod step;

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
-use crate::capacity::Step;
+use crate::step::Step;
 
 const PERCENTILES: [(&str, RGBColor); 4] = [
     ("p50", RGBColor(0x1f, 0x77, 0xb4)),

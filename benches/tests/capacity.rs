@@ -5,11 +5,11 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use beacon_engine::config::EngineConfig;
-use beacon_engine::core_data::EmbeddedCoreData;
+use beacon_engine::config::{EngineConfig, SegmentsConfig};
+use beacon_engine::embedded::EmbeddedCoreData;
+use beacon_engine::embedded::SegmentSink;
 use beacon_engine::metrics::Metrics;
-use beacon_engine::segment::SegmentSink;
-use beacon_engine::server::Server;
+use beacon_engine::Server;
 
 struct Engine {
     server: Option<Server>,
@@ -30,8 +30,7 @@ impl Engine {
         let core = Arc::new(EmbeddedCoreData::samples().with_synthetic(1000));
         let sink = Arc::new(SegmentSink {
             dir: dir.path().to_path_buf(),
-            segment_bytes_max: cfg.segment_bytes_max,
-            fsync: cfg.fsync,
+            cfg: SegmentsConfig::default(),
         });
         let server = Server::start(cfg, core, sink, Metrics::new()).expect("the engine starts");
         let url = format!("http://{}", server.local_addr());

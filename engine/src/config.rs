@@ -12,10 +12,13 @@ use serde::{Deserialize, Serialize};
 /// Hard ceiling on shards: the channel mesh is a full mesh (n² channels), and no host this
 /// engine targets has more cores than this.
 pub const SHARDS_MAX: usize = 256;
-/// Kinesis PutRecords accepts at most 500 records per call; a batch never exceeds one call.
-pub const BATCH_RECORDS_LIMIT: usize = 500;
-/// Kinesis PutRecords accepts at most 5 MiB per call on classic streams.
-pub const BATCH_BYTES_LIMIT: usize = 5 << 20;
+/// The most records one batch may hold, whatever the sink: record positions in a batch are
+/// `u32`s and a batch's index is allocated up front. A sink may take fewer (`BatchLimits`).
+pub const BATCH_RECORDS_CEILING: usize = 1 << 16;
+/// The most bytes one batch may hold, whatever the sink: record offsets are `u32`s.
+pub const BATCH_BYTES_CEILING: usize = 1 << 30;
+const _: () = assert!(BATCH_BYTES_CEILING <= u32::MAX as usize);
+const _: () = assert!(BATCH_RECORDS_CEILING <= BATCH_BYTES_CEILING);
 /// The longest campaign id the engine accepts; longer ids are answered 400.
 pub const CAMPAIGN_ID_BYTES_MAX: usize = 128;
 
@@ -80,14 +83,9 @@ pub struct EngineConfig {
     pub shards: Option<usize>,
     /// Pin shard i to the i-th available CPU. Default true.
     pub pin_shards: bool,
-    /// Where the embedded sink writes its segment files. Default `./data`.
+    /// The engine's data directory: the embedded sink's segment files (`shard-<k>/`) or the
+    /// Kinesis sink's spool (`spool/`). Default `./data`.
     pub data_dir: PathBuf,
-    /// Campaign core data as a JSON array in the reference's format. Default: the three sample
-    /// programs built into the binary (`deploy/local/campaigns.json`).
-    pub campaigns: Option<PathBuf>,
-    /// Generate this many synthetic campaigns (ids `1000000`..) in addition to the file, for
-    /// benchmarks. Default 0.
-    pub synthetic_campaigns: usize,
     /// `owner` or `local`; see `Routing`. Default `local` (BENCHMARKS.md has the comparison).
     pub routing: Routing,
     /// `rkyv` or `protobuf`. Default `rkyv`.
@@ -107,19 +105,17 @@ pub struct EngineConfig {
     /// data store. Default 30.
     pub l1_negative_ttl_secs: u64,
 
-    /// A batch is sealed at this many records. Default 500 (one PutRecords call). 1..=500.
+    /// A batch is sealed at this many records. Default 500 (one Kinesis PutRecords call). At most
+    /// what the sink takes in one write (Kinesis: 500).
     pub batch_records_max: usize,
-    /// A batch is sealed before it would exceed this many bytes. Default 4 MiB. Up to 5 MiB.
+    /// A batch is sealed before it would exceed this many bytes. Default 4 MiB. At most what the
+    /// sink takes in one write (Kinesis: 5 MiB).
     pub batch_bytes_max: usize,
     /// A non-empty batch is sealed at the latest this many milliseconds after its first record.
     /// Default 50.
     pub batch_linger_ms: u64,
     /// Sealed batches a shard may have queued for its sink before it answers 503. Default 64.
     pub sink_queue_batches_max: usize,
-    /// Segment files roll over at this size. Default 64 MiB.
-    pub segment_bytes_max: u64,
-    /// `batch` or `never`. Default `batch`.
-    pub fsync: FsyncPolicy,
 
     /// Open connections per shard; further connections are closed at once and counted.
     /// Default 10,000.
@@ -151,8 +147,6 @@ impl Default for EngineConfig {
             shards: None,
             pin_shards: true,
             data_dir: PathBuf::from("data"),
-            campaigns: None,
-            synthetic_campaigns: 0,
             routing: Routing::Local,
             record_format: RecordFormat::Rkyv,
             on_core_data_unavailable: OnUnavailable::Reject,
@@ -163,8 +157,6 @@ impl Default for EngineConfig {
             batch_bytes_max: 4 << 20,
             batch_linger_ms: 50,
             sink_queue_batches_max: 64,
-            segment_bytes_max: 64 << 20,
-            fsync: FsyncPolicy::Batch,
             connections_per_shard_max: 10_000,
             header_bytes_max: 8192,
             path_bytes_max: 1024,
@@ -177,23 +169,77 @@ impl Default for EngineConfig {
     }
 }
 
-/// A field that failed validation: which one, what it was, and what is allowed.
+/// The embedded sink's settings (`[segments]`): append-only segment files under `data_dir`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentsConfig {
+    /// Segment files roll over at this size. Default 64 MiB.
+    pub segment_bytes_max: u64,
+    /// `batch` or `never`. Default `batch`.
+    pub fsync: FsyncPolicy,
+}
+
+impl Default for SegmentsConfig {
+    fn default() -> Self {
+        SegmentsConfig {
+            segment_bytes_max: 64 << 20,
+            fsync: FsyncPolicy::Batch,
+        }
+    }
+}
+
+impl SegmentsConfig {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut check = RangeCheck::new("segments");
+        check.check(
+            "segment_bytes_max",
+            self.segment_bytes_max,
+            1 << 20,
+            1 << 40,
+        );
+        check.finish()
+    }
+}
+
+/// The embedded core data's settings (`[campaigns]`), used when no Redis is configured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignsConfig {
+    /// Campaign core data as a JSON array in the reference's format. Default: the three sample
+    /// programs built into the binary (`deploy/local/campaigns.json`).
+    pub file: Option<PathBuf>,
+    /// Generate this many synthetic campaigns (ids `1000000`..) in addition to the file, for
+    /// benchmarks. Default 0.
+    pub synthetic: usize,
+}
+
+impl CampaignsConfig {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut check = RangeCheck::new("campaigns");
+        check.check("synthetic", self.synthetic as u64, 0, 100_000_000);
+        check.finish()
+    }
+}
+
+/// A field that failed validation: which one (`section.field`, or just `field` in
+/// `[engine]`), what it was, and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("config field `{field}` = {value}: {allowed}")]
 pub struct FieldError {
-    pub field: &'static str,
+    pub field: String,
     pub value: String,
     pub allowed: String,
 }
 
-/// Collects the out-of-range fields of one adapter's config section (`[redis]`, `[kinesis]`),
-/// each named as `section.field`, in the engine's wording.
+/// Collects the out-of-range fields of one config section, so that every bad field is
+/// reported in one run. Used by the engine's sections and by every adapter's.
 pub struct RangeCheck {
     section: &'static str,
-    errors: Vec<String>,
+    errors: Vec<FieldError>,
 }
 
 impl RangeCheck {
+    /// Fields of `[section]`; `"engine"` names its fields without a prefix.
     pub fn new(section: &'static str) -> Self {
         RangeCheck {
             section,
@@ -201,30 +247,59 @@ impl RangeCheck {
         }
     }
 
-    /// Records `field` = `value` unless it lies in `lo..=hi`.
-    pub fn check(&mut self, field: &str, value: u64, lo: u64, hi: u64) {
-        if value < lo || value > hi {
-            let section = self.section;
-            self.errors.push(format!(
-                "config field `{section}.{field}` = {value}: must be between {lo} and {hi}"
-            ));
+    fn name(&self, field: &str) -> String {
+        if self.section == "engine" {
+            field.to_string()
+        } else {
+            format!("{}.{field}", self.section)
         }
     }
 
-    /// Records a problem `check` cannot express.
-    pub fn fail(&mut self, field: &str, problem: impl std::fmt::Display) {
-        let section = self.section;
-        self.errors
-            .push(format!("config field `{section}.{field}` {problem}"));
+    /// Records `field` = `value` unless it lies in `lo..=hi`.
+    pub fn check(&mut self, field: &str, value: u64, lo: u64, hi: u64) {
+        if value < lo || value > hi {
+            self.fail(field, value, format_args!("must be between {lo} and {hi}"));
+        }
     }
 
-    pub fn finish(self) -> Result<(), Vec<String>> {
+    /// Records a problem `check` cannot express: `field` = `value` is not `allowed`.
+    pub fn fail(
+        &mut self,
+        field: &str,
+        value: impl std::fmt::Display,
+        allowed: impl std::fmt::Display,
+    ) {
+        self.errors.push(FieldError {
+            field: self.name(field),
+            value: value.to_string(),
+            allowed: allowed.to_string(),
+        });
+    }
+
+    pub fn finish(self) -> Result<(), Vec<FieldError>> {
         if self.errors.is_empty() {
             Ok(())
         } else {
             Err(self.errors)
         }
     }
+}
+
+/// The most one batch may hold for the sink to take it in one write (a Kinesis PutRecords
+/// call takes 500 records and 5 MiB). Each sink states its own; the engine seals batches
+/// within them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub records_max: usize,
+    pub bytes_max: usize,
+}
+
+impl BatchLimits {
+    /// What the engine itself can hold in one batch.
+    pub const CEILING: BatchLimits = BatchLimits {
+        records_max: BATCH_RECORDS_CEILING,
+        bytes_max: BATCH_BYTES_CEILING,
+    };
 }
 
 impl EngineConfig {
@@ -239,105 +314,51 @@ impl EngineConfig {
 
     /// Checks every field against its allowed range and returns all failures at once.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let mut range = |field: &'static str, value: u64, lo: u64, hi: u64| {
-            if value < lo || value > hi {
-                errors.push(FieldError {
-                    field,
-                    value: value.to_string(),
-                    allowed: format!("must be between {lo} and {hi}"),
-                });
-            }
-        };
-        range("shards", self.shard_count() as u64, 1, SHARDS_MAX as u64);
-        range(
-            "batch_records_max",
-            self.batch_records_max as u64,
-            1,
-            BATCH_RECORDS_LIMIT as u64,
-        );
-        range(
-            "batch_bytes_max",
-            self.batch_bytes_max as u64,
-            1024,
-            BATCH_BYTES_LIMIT as u64,
-        );
-        range("batch_linger_ms", self.batch_linger_ms, 1, 60_000);
-        range(
-            "sink_queue_batches_max",
-            self.sink_queue_batches_max as u64,
-            1,
-            65_536,
-        );
-        range(
-            "segment_bytes_max",
-            self.segment_bytes_max,
-            1 << 20,
-            1 << 40,
-        );
-        range(
-            "l1_entries_max",
-            self.l1_entries_max as u64,
-            self.shard_count() as u64,
-            100_000_000,
-        );
-        range("l1_ttl_secs", self.l1_ttl_secs, 1, 86_400 * 30);
-        range("l1_negative_ttl_secs", self.l1_negative_ttl_secs, 0, 86_400);
-        range(
-            "connections_per_shard_max",
-            self.connections_per_shard_max as u64,
-            1,
-            1_000_000,
-        );
+        let mut check = RangeCheck::new("engine");
+        let shards = self.shard_count() as u64;
+        check.check("shards", shards, 1, SHARDS_MAX as u64);
+        self.check_batch_limits(&mut check, BatchLimits::CEILING);
+        check.check("batch_linger_ms", self.batch_linger_ms, 1, 60_000);
+        let queue = self.sink_queue_batches_max as u64;
+        check.check("sink_queue_batches_max", queue, 1, 65_536);
+        let l1 = self.l1_entries_max as u64;
+        check.check("l1_entries_max", l1, shards, 100_000_000);
+        check.check("l1_ttl_secs", self.l1_ttl_secs, 1, 86_400 * 30);
+        check.check("l1_negative_ttl_secs", self.l1_negative_ttl_secs, 0, 86_400);
+        let conns = self.connections_per_shard_max as u64;
+        check.check("connections_per_shard_max", conns, 1, 1_000_000);
         // hyper's read buffer cannot be smaller than 8 KiB.
-        range(
-            "header_bytes_max",
-            self.header_bytes_max as u64,
-            8192,
-            1 << 20,
-        );
-        range(
-            "path_bytes_max",
-            self.path_bytes_max as u64,
-            16,
-            self.header_bytes_max as u64,
-        );
-        range(
-            "header_read_timeout_ms",
-            self.header_read_timeout_ms,
-            10,
-            3_600_000,
-        );
-        range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000);
-        range(
-            "mesh_channel_capacity",
-            self.mesh_channel_capacity as u64,
-            1,
-            1 << 20,
-        );
-        range(
-            "io_memory_bytes",
-            self.io_memory_bytes as u64,
-            64 << 10,
-            1 << 30,
-        );
-        range(
+        let head = self.header_bytes_max as u64;
+        check.check("header_bytes_max", head, 8192, 1 << 20);
+        check.check("path_bytes_max", self.path_bytes_max as u64, 16, head);
+        let header_ms = self.header_read_timeout_ms;
+        check.check("header_read_timeout_ms", header_ms, 10, 3_600_000);
+        check.check("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000);
+        let mesh = self.mesh_channel_capacity as u64;
+        check.check("mesh_channel_capacity", mesh, 1, 1 << 20);
+        let io = self.io_memory_bytes as u64;
+        check.check("io_memory_bytes", io, 64 << 10, 1 << 30);
+        check.check(
             "spin_before_park_us",
             self.spin_before_park_us,
             0,
             1_000_000,
         );
-        range(
-            "synthetic_campaigns",
-            self.synthetic_campaigns as u64,
-            0,
-            100_000_000,
-        );
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        check.finish()
+    }
+
+    /// Checks the batch bounds against what the sink takes in one write.
+    pub fn validate_for_sink(&self, limits: BatchLimits) -> Result<(), Vec<FieldError>> {
+        let mut check = RangeCheck::new("engine");
+        self.check_batch_limits(&mut check, limits);
+        check.finish()
+    }
+
+    fn check_batch_limits(&self, check: &mut RangeCheck, limits: BatchLimits) {
+        let records = self.batch_records_max as u64;
+        check.check("batch_records_max", records, 1, limits.records_max as u64);
+        let bytes = self.batch_bytes_max as u64;
+        check.check("batch_bytes_max", bytes, 1024, limits.bytes_max as u64);
     }
 
     /// Entries each shard's L1 may hold.
@@ -359,14 +380,54 @@ mod tests {
     fn every_bad_field_is_named() {
         let cfg = EngineConfig {
             shards: Some(0),
-            batch_records_max: 501,
+            batch_records_max: BATCH_RECORDS_CEILING + 1,
             ..EngineConfig::default()
         };
         let errors = cfg.validate().unwrap_err();
-        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert!(fields.contains(&"shards"), "{fields:?}");
         assert!(fields.contains(&"batch_records_max"), "{fields:?}");
         assert!(errors[0].to_string().contains("must be between"));
+    }
+
+    #[test]
+    fn a_sink_bounds_the_batch() {
+        let kinesis_like = BatchLimits {
+            records_max: 500,
+            bytes_max: 5 << 20,
+        };
+        let cfg = EngineConfig {
+            batch_records_max: 501,
+            ..EngineConfig::default()
+        };
+        cfg.validate().unwrap();
+        let errors = cfg.validate_for_sink(kinesis_like).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "batch_records_max");
+        assert!(
+            errors[0].allowed.contains("between 1 and 500"),
+            "{errors:?}"
+        );
+        EngineConfig::default()
+            .validate_for_sink(kinesis_like)
+            .unwrap();
+    }
+
+    #[test]
+    fn sections_prefix_their_fields() {
+        let seg = SegmentsConfig {
+            segment_bytes_max: 1,
+            ..SegmentsConfig::default()
+        };
+        let errors = seg.validate().unwrap_err();
+        assert_eq!(errors[0].field, "segments.segment_bytes_max");
+        let mut check = RangeCheck::new("kinesis");
+        check.fail("stream", "\"a b\"", "a stream name is 1-128 characters");
+        let e = check.finish().unwrap_err();
+        assert_eq!(
+            e[0].to_string(),
+            "config field `kinesis.stream` = \"a b\": a stream name is 1-128 characters"
+        );
     }
 
     #[test]

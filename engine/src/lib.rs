@@ -2,51 +2,54 @@
 //!
 //! The real-time half of an ad-tracking pipeline as a thread-per-core engine: one glommio
 //! executor per core, each with its own listening socket, L1 cache and event batch. No vendor
-//! SDK lives here; Redis, Kinesis and friends plug in through the ports (`core_data`, `sink`).
+//! SDK lives here; Redis, Kinesis and friends plug in through the `ports`.
 //!
 //! # Layout
 //!
-//! A request flows top to bottom:
+//! Layers, top to bottom; a module imports only from the layers below it. A request flows
+//! down through them.
 //!
 //! | module | part |
 //! |---|---|
-//! | `server` | preflight, one SO_REUSEPORT socket and one pinned executor per shard, signals |
-//! | `shard` | a shard's accept loop, connections, shutdown sequence |
-//! | `rt` | hyper 1.x on glommio: stream adapter and timer |
-//! | `http` | routes; a tracking request becomes a `track::Meta` |
-//! | `track` | owner lookup, forwarding (`routing`), L1 lookup, event acceptance |
-//! | `mesh`, `pending` | shard-to-shard messages and the replies awaited from peers |
-//! | `routing` | `owner = xxh3_64(campaign id) % shards` |
-//! | `l1` | per-shard papaya map: TTL, negative entries, single-flight, stale-while-revalidate, CLOCK |
-//! | `core_data` | port: where a miss is looked up; embedded JSON implementation |
-//! | `event` | the event record (rkyv, versioned) and the reference's protobuf and JSON |
-//! | `batcher` | per-shard batches sealed by count, bytes or linger, bounded queue to the sink |
-//! | `sink`, `segment` | port: where sealed batches go; embedded segment-file implementation |
-//! | `metrics`, `cpu`, `reply`, `config`, `preflight`, `campaign` | the rest |
+//! | `server` | validates the config, preflight, one SO_REUSEPORT socket and one pinned executor per shard |
+//! | `shard` | a shard's accept loop, connections, background tasks and shutdown sequence |
+//! | `http/` | hyper on glommio (`rt`), routes, a request head into `track::Meta` (`request`), responses |
+//! | `track/` | owner or local lookup, the shard-to-shard protocol (`mesh`) and its handler (`peer`), the event's acceptance |
+//! | `batch/`, `state`, `metrics` | per-shard batches in front of the sink; what shards share; metric families |
+//! | `cache/` | the L1: per-shard papaya maps (`map`) and their owner's single-flight loads and eviction (`owner`) |
+//! | `embedded/` | core data from a file or built-in samples; segment files; record framing |
+//! | `ports/` | the core data and sink traits adapters implement, and what crosses them |
+//! | `model/` | campaign, event and record formats, request kinds, campaign -> shard placement |
+//! | `config`, `sys/` | settings and their limits; preflight, CPU affinity and clocks, timeouts |
+//!
+//! The public surface is below: the server and its config, the ports and the model (for
+//! adapters), the embedded implementations, and a few system helpers the binary needs.
 
-pub mod batcher;
-pub mod campaign;
+mod batch;
+mod cache;
 pub mod config;
-pub mod core_data;
-pub mod cpu;
-pub mod event;
-pub mod http;
-pub mod l1;
-pub mod mesh;
+pub mod embedded;
+mod http;
 pub mod metrics;
-pub mod pending;
-pub mod preflight;
-pub mod reply;
-pub mod routing;
-pub mod rt;
-pub mod segment;
-pub mod server;
-pub mod shard;
-pub mod sink;
-pub mod track;
+pub mod model;
+pub mod ports;
+mod server;
+mod shard;
+mod state;
+mod sys;
+mod track;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, FieldError, RangeCheck};
 pub use server::{Server, ServerError, Stopper};
+pub use sys::{allowed_cpus, pin_current_thread, timeout};
+
+/// Internals the micro-benchmarks measure on their own (`benches/benches/hot_path.rs`); not
+/// a stable interface.
+#[doc(hidden)]
+pub mod bench_api {
+    pub use crate::batch::OpenBatch;
+    pub use crate::cache::{now_ms, L1Map, L1Owner, Probe};
+}
 
 /// A glommio executor for unit tests that need one (timers, tasks, DMA files).
 #[cfg(test)]

@@ -9,41 +9,9 @@ use prometheus::{
     Registry,
 };
 
-use crate::campaign::BadId;
-use crate::cpu::CpuClocks;
-use crate::l1::L1Outcome;
-
-/// Routes as metric labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    Event,
-    Pixel,
-    HealthCheck,
-    HealthReady,
-    Metrics,
-    Other,
-}
-
-impl Route {
-    pub const ALL: [Route; 6] = [
-        Route::Event,
-        Route::Pixel,
-        Route::HealthCheck,
-        Route::HealthReady,
-        Route::Metrics,
-        Route::Other,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Route::Event => "event",
-            Route::Pixel => "pixel",
-            Route::HealthCheck => "health_check",
-            Route::HealthReady => "health_ready",
-            Route::Metrics => "metrics",
-            Route::Other => "other",
-        }
-    }
-}
+use crate::cache::L1Outcome;
+use crate::model::{BadId, Route};
+use crate::sys::CpuClocks;
 
 /// Statuses the engine itself answers with; anything else is counted as "other".
 const STATUSES: [u16; 10] = [200, 204, 400, 403, 404, 405, 414, 431, 503, 500];

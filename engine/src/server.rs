@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,30 +11,14 @@ use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{EngineConfig, FieldError};
-use crate::core_data::CoreDataSource;
-use crate::l1::L1Map;
 use crate::metrics::Metrics;
-use crate::preflight::{self, PreflightError};
+use crate::ports::{CoreDataSource, Sink};
 use crate::shard::{self, ShardError, ShardInputs};
-use crate::sink::Sink;
+use crate::state::Shared;
+use crate::sys::{allowed_cpus, preflight, PreflightError};
 
 /// Connections the kernel queues per shard socket before the shard accepts them.
 const LISTEN_BACKLOG: i32 = 4096;
-
-/// State every shard can read.
-pub struct Shared {
-    pub cfg: EngineConfig,
-    pub shards: usize,
-    /// Every shard's L1 map, indexed by shard id; shard i writes only `maps[i]`.
-    pub maps: Vec<Arc<L1Map>>,
-    pub metrics: Metrics,
-    pub shutting_down: AtomicBool,
-    pub shards_up: AtomicUsize,
-    pub http_done: AtomicUsize,
-    pub sink_healthy: Vec<AtomicBool>,
-    pub sink: Arc<dyn Sink>,
-    pub core_data: Arc<dyn CoreDataSource>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -72,35 +55,18 @@ impl Server {
         metrics: Metrics,
     ) -> Result<Server, ServerError> {
         cfg.validate().map_err(ServerError::Config)?;
+        cfg.validate_for_sink(sink.batch_limits())
+            .map_err(ServerError::Config)?;
         let shards = cfg.shard_count();
-        preflight::check(shards, cfg.io_memory_bytes)?;
+        preflight(shards, cfg.io_memory_bytes)?;
         let (sockets, local_addr) = bind_all(cfg.listen, shards)?;
-        let maps = (0..shards)
-            .map(|_| {
-                Arc::new(L1Map::new(
-                    cfg.l1_entries_per_shard(),
-                    cfg.l1_ttl_secs,
-                    cfg.l1_negative_ttl_secs,
-                ))
-            })
-            .collect();
-        let shared = Arc::new(Shared {
-            shards,
-            maps,
-            metrics,
-            shutting_down: AtomicBool::new(false),
-            shards_up: AtomicUsize::new(0),
-            http_done: AtomicUsize::new(0),
-            sink_healthy: (0..shards).map(|_| AtomicBool::new(true)).collect(),
-            sink: sink.clone(),
-            core_data: core_data.clone(),
-            cfg,
-        });
-        let mesh = MeshBuilder::full(shards, shared.cfg.mesh_channel_capacity);
+        let shared = Arc::new(Shared::new(cfg, sink.clone(), core_data.clone(), metrics));
+        let cfg = shared.cfg();
+        let mesh = MeshBuilder::full(shards, cfg.mesh_channel_capacity);
         let cpus = allowed_cpus();
         let mut handles = Vec::with_capacity(shards);
         for (i, listener) in sockets.into_iter().enumerate() {
-            let placement = if shared.cfg.pin_shards && !cpus.is_empty() {
+            let placement = if cfg.pin_shards && !cpus.is_empty() {
                 Placement::Fixed(cpus[i % cpus.len()])
             } else {
                 Placement::Unbound
@@ -114,8 +80,8 @@ impl Server {
             };
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("beacon-shard-{i}"))
-                .io_memory(shared.cfg.io_memory_bytes)
-                .spin_before_park(Duration::from_micros(shared.cfg.spin_before_park_us))
+                .io_memory(cfg.io_memory_bytes)
+                .spin_before_park(Duration::from_micros(cfg.spin_before_park_us))
                 .spawn(move || shard::run(inputs))
                 .map_err(|e| ServerError::Executor(e.to_string()))?;
             handles.push(handle);
@@ -132,7 +98,7 @@ impl Server {
     }
 
     pub fn shards(&self) -> usize {
-        self.shared.shards
+        self.shared.shards()
     }
 
     /// A handle that starts the shutdown from any thread.
@@ -151,7 +117,7 @@ impl Server {
             if let Err(e) = result {
                 // One shard failing stops the others: a partial engine would silently drop
                 // the campaigns it owns.
-                self.shared.shutting_down.store(true, Ordering::Release);
+                self.shared.stop();
                 first_err.get_or_insert(e);
             }
         }
@@ -164,7 +130,7 @@ pub struct Stopper(Arc<Shared>);
 
 impl Stopper {
     pub fn stop(&self) {
-        self.0.shutting_down.store(true, Ordering::Release);
+        self.0.stop();
     }
 }
 
@@ -198,18 +164,4 @@ fn bind_all(addr: SocketAddr, shards: usize) -> Result<(Vec<OwnedFd>, SocketAddr
         sockets.push(OwnedFd::from(socket));
     }
     Ok((sockets, bound))
-}
-
-/// CPUs this process may run on, in order.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
 }

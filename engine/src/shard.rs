@@ -11,7 +11,6 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 use std::os::unix::io::FromRawFd;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,21 +20,21 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::{TcpListener, TcpStream};
 use hyper::server::conn::http1;
 
-use crate::batcher::Batcher;
-use crate::core_data::CoreDataSource;
-use crate::l1::L1Owner;
-use crate::mesh::{spawn_receivers, MeshMsg};
+use crate::batch::Batcher;
+use crate::cache::{Applied, L1Owner};
+use crate::http::{HyperStream, ShardTimer};
 use crate::metrics::ShardMetrics;
-use crate::pending::PendingTable;
-use crate::rt::{HyperStream, ShardTimer};
-use crate::server::Shared;
-use crate::sink::{Sink, SinkError};
-use crate::track::ShardCtx;
+use crate::ports::{CoreDataSource, Sink, SinkError, UpdateStream};
+use crate::state::Shared;
+use crate::sys::LogEvery;
+use crate::track::{spawn_receivers, MeshMsg, PendingTable, ShardCtx};
 
 /// How often a shard looks at the server's shutdown flag.
 const SHUTDOWN_POLL_MS: u64 = 20;
 /// Pause after a failed accept (for example out of file descriptors) before the next one.
 const ACCEPT_RETRY_MS: u64 = 10;
+/// At most one log line per this many seconds for a repeating accept failure or refusal.
+const WARN_EVERY_SECS: u64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -64,11 +63,14 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
     let (senders, mut receivers) = mesh.join().await.map_err(|_| ShardError::Mesh)?;
     // glommio numbers mesh peers by executor id; that number is this shard's id everywhere.
     let id = senders.peer_id();
-    let cfg = &shared.cfg;
-    shared.metrics.cpu.register_current(&format!("shard-{id}"));
-    let metrics = Rc::new(shared.metrics.for_shard(id));
+    let cfg = shared.cfg();
+    shared
+        .metrics()
+        .cpu
+        .register_current(&format!("shard-{id}"));
+    let metrics = Rc::new(shared.metrics().for_shard(id));
     let l1 = L1Owner::new(
-        shared.maps[id].clone(),
+        shared.map(id).clone(),
         cfg.l1_entries_per_shard(),
         core_data.for_shard(id),
     );
@@ -82,7 +84,7 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
         shared: shared.clone(),
         l1,
         batcher,
-        metrics: metrics.clone(),
+        metrics,
         senders,
         handled: Rc::new(PendingTable::default()),
         resolved: Rc::new(PendingTable::default()),
@@ -93,40 +95,48 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
     if let Some(updates) = core_data.updates(id) {
         spawn_update_consumer(ctx.clone(), updates);
     }
+    serve_until_stopped(&ctx, listener).await;
+    drain(&ctx).await;
+    batcher_tasks.writer.await;
+    ctx.metrics.shard_up.set(0);
+    Ok(())
+}
 
+/// Accepts and serves connections on `listener` until the server stops.
+async fn serve_until_stopped(ctx: &Rc<ShardCtx>, listener: OwnedFd) {
     // SAFETY: the fd is a bound, listening TCP socket that this shard now owns alone.
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let stop = Rc::new(Event::new());
-    spawn_shutdown_watch(shared.clone(), stop.clone());
-
+    spawn_shutdown_watch(ctx.shared.clone(), stop.clone());
+    let cfg = ctx.shared.cfg();
     let mut http = http1::Builder::new();
     http.timer(ShardTimer)
         .header_read_timeout(Duration::from_millis(cfg.header_read_timeout_ms))
         .max_buf_size(cfg.header_bytes_max.max(8192))
         .keep_alive(true);
     let http = Rc::new(http);
-
-    shared.shards_up.fetch_add(1, Ordering::AcqRel);
-    metrics.shard_up.set(1);
-
-    accept_loop(&ctx, &listener, &http, &stop).await;
+    ctx.shared.set_accepting(true);
+    ctx.metrics.shard_up.set(1);
+    accept_loop(ctx, &listener, &http, &stop).await;
     drop(listener);
-    shared.shards_up.fetch_sub(1, Ordering::AcqRel);
+    ctx.shared.set_accepting(false);
+}
 
-    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+/// The end of the shutdown sequence: let connections finish (up to `shutdown_grace_ms`), wait
+/// until no shard can forward a request here, then seal the batch and close the queue.
+async fn drain(ctx: &ShardCtx) {
+    let shared = &ctx.shared;
+    let grace = Duration::from_millis(shared.cfg().shutdown_grace_ms);
     let deadline = Instant::now() + grace;
     while ctx.connections.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    shared.http_done.fetch_add(1, Ordering::AcqRel);
+    shared.http_done();
     let deadline = Instant::now() + grace + Duration::from_secs(1);
-    while shared.http_done.load(Ordering::Acquire) < shared.shards && Instant::now() < deadline {
+    while !shared.all_http_done() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     ctx.batcher.close().await;
-    batcher_tasks.writer.await;
-    metrics.shard_up.set(0);
-    Ok(())
 }
 
 async fn accept_loop(
@@ -135,9 +145,11 @@ async fn accept_loop(
     http: &Rc<http1::Builder>,
     stop: &Rc<Event>,
 ) {
+    let accept_failed = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
+    let refused = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
     loop {
         let stopped = stop.listen();
-        if ctx.shared.shutting_down.load(Ordering::Acquire) {
+        if ctx.shared.is_stopping() {
             return;
         }
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -149,13 +161,24 @@ async fn accept_loop(
             None => return,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
-                eprintln!("beacon: shard {}: accept failed: {e}", ctx.id);
+                if let Some(more) = accept_failed.due() {
+                    tracing::warn!(shard = ctx.id, error = %e, more, "accept failed");
+                }
                 glommio::timer::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
                 continue;
             }
         };
-        if ctx.connections.get() >= ctx.shared.cfg.connections_per_shard_max {
+        if ctx.connections.get() >= ctx.shared.cfg().connections_per_shard_max {
             ctx.metrics.connections_refused.inc();
+            if let Some(more) = refused.due() {
+                let cap = ctx.shared.cfg().connections_per_shard_max;
+                tracing::warn!(
+                    shard = ctx.id,
+                    connections_per_shard_max = cap,
+                    more,
+                    "shard at its connection cap: refusing new connections"
+                );
+            }
             drop(stream);
             continue;
         }
@@ -199,7 +222,7 @@ async fn serve_connection(
     });
     let mut conn = pin!(http.serve_connection(HyperStream::new(stream), service));
     let stopped = stop.listen();
-    if ctx.shared.shutting_down.load(Ordering::Acquire) {
+    if ctx.shared.is_stopping() {
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
         return;
@@ -217,7 +240,7 @@ async fn serve_connection(
 
 fn spawn_shutdown_watch(shared: Arc<Shared>, stop: Rc<Event>) {
     glommio::spawn_local(async move {
-        while !shared.shutting_down.load(Ordering::Acquire) {
+        while !shared.is_stopping() {
             glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
         }
         stop.notify(usize::MAX);
@@ -226,13 +249,13 @@ fn spawn_shutdown_watch(shared: Arc<Shared>, stop: Rc<Event>) {
 }
 
 /// Applies the core data store's pushed changes to this shard's L1, as they come.
-fn spawn_update_consumer(ctx: Rc<ShardCtx>, mut updates: crate::core_data::UpdateStream) {
+fn spawn_update_consumer(ctx: Rc<ShardCtx>, mut updates: UpdateStream) {
     use futures_lite::StreamExt;
     glommio::spawn_local(async move {
         while let Some(update) = updates.next().await {
             match ctx.l1.apply(update) {
-                crate::l1::Applied::Applied => ctx.metrics.updates_applied.inc(),
-                crate::l1::Applied::Ignored => ctx.metrics.updates_ignored.inc(),
+                Applied::Applied => ctx.metrics.updates_applied.inc(),
+                Applied::Ignored => ctx.metrics.updates_ignored.inc(),
             }
         }
     })
@@ -243,7 +266,7 @@ fn spawn_update_consumer(ctx: Rc<ShardCtx>, mut updates: crate::core_data::Updat
 fn spawn_sink_health(ctx: Rc<ShardCtx>) {
     glommio::spawn_local(async move {
         loop {
-            ctx.shared.sink_healthy[ctx.id].store(ctx.batcher.healthy(), Ordering::Release);
+            ctx.shared.set_sink_healthy(ctx.id, ctx.batcher.healthy());
             glommio::timer::sleep(Duration::from_millis(100)).await;
         }
     })

@@ -10,7 +10,7 @@
 
 use md5::{Digest, Md5};
 
-use crate::Entry;
+use crate::record::Entry;
 
 /// The KPL's magic prefix.
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];

@@ -1,7 +1,29 @@
 //! The Kinesis sink's configuration (`[kinesis]`, `BEACON_KINESIS_*`, the reference's
 //! `EVENT_STREAM` and `REGION`).
 
+use beacon_engine::ports::BatchLimits;
+use beacon_engine::{FieldError, RangeCheck};
 use serde::{Deserialize, Serialize};
+
+/// Records one PutRecords call takes at most (the service's limit).
+pub const PUT_RECORDS_RECORDS_MAX: usize = 500;
+/// Bytes one PutRecords call takes at most on a classic stream: data and partition keys.
+pub const PUT_RECORDS_BYTES_MAX: usize = 5 << 20;
+/// Bytes one record takes at most on a classic stream: data and partition key.
+pub const RECORD_BYTES_MAX: usize = 1 << 20;
+/// The largest `bytes_per_call_max` accepted: streams with raised limits take 10 MiB a call.
+const BYTES_PER_CALL_CEILING: usize = 10 << 20;
+
+/// What the engine may put in one batch for this sink: one batch is one PutRecords call's worth.
+pub const BATCH_LIMITS: BatchLimits = BatchLimits {
+    records_max: PUT_RECORDS_RECORDS_MAX,
+    bytes_max: PUT_RECORDS_BYTES_MAX,
+};
+
+const _: () = assert!(RECORD_BYTES_MAX <= PUT_RECORDS_BYTES_MAX);
+const _: () = assert!(PUT_RECORDS_BYTES_MAX <= BYTES_PER_CALL_CEILING);
+const _: () = assert!(BATCH_LIMITS.records_max <= BatchLimits::CEILING.records_max);
+const _: () = assert!(BATCH_LIMITS.bytes_max <= BatchLimits::CEILING.bytes_max);
 
 /// Which value becomes each record's partition key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,9 +90,9 @@ impl Default for KinesisConfig {
             endpoint: None,
             region: None,
             partition_key: PartitionKey::MessageId,
-            records_per_call_max: 500,
-            bytes_per_call_max: 5 << 20,
-            record_bytes_max: 1 << 20,
+            records_per_call_max: PUT_RECORDS_RECORDS_MAX,
+            bytes_per_call_max: PUT_RECORDS_BYTES_MAX,
+            record_bytes_max: RECORD_BYTES_MAX,
             calls_in_flight_per_shard_max: 4,
             bytes_in_flight_per_shard_max: 16 << 20,
             spool_after_ms: 200,
@@ -87,19 +109,21 @@ impl Default for KinesisConfig {
 
 impl KinesisConfig {
     /// Every out-of-range field, named, with what is allowed.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut check = beacon_engine::config::RangeCheck::new("kinesis");
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut check = RangeCheck::new("kinesis");
+        let records = self.records_per_call_max as u64;
         check.check(
             "records_per_call_max",
-            self.records_per_call_max as u64,
+            records,
             1,
-            500,
+            PUT_RECORDS_RECORDS_MAX as u64,
         );
+        let bytes = self.bytes_per_call_max as u64;
         check.check(
             "bytes_per_call_max",
-            self.bytes_per_call_max as u64,
+            bytes,
             1024,
-            10 << 20,
+            BYTES_PER_CALL_CEILING as u64,
         );
         check.check(
             "record_bytes_max",
@@ -138,7 +162,8 @@ impl KinesisConfig {
             if !ok {
                 check.fail(
                     "stream",
-                    format_args!("= {s:?}: a stream name is 1-128 characters of A-Z a-z 0-9 _ . -"),
+                    format_args!("{s:?}"),
+                    "a stream name is 1-128 characters of A-Z a-z 0-9 _ . -",
                 );
             }
         }
@@ -177,7 +202,13 @@ mod tests {
             stream: Some("no spaces".into()),
             ..KinesisConfig::default()
         };
-        let e = cfg.validate().unwrap_err().join("\n");
+        let e: Vec<String> = cfg
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let e = e.join("\n");
         assert!(
             e.contains("kinesis.records_per_call_max") && e.contains("kinesis.stream"),
             "{e}"

@@ -7,7 +7,8 @@
 //!
 //! | module | part |
 //! |---|---|
-//! | `config` | `KinesisConfig`: stream, endpoint, limits, retry and spool bounds |
+//! | `config` | `KinesisConfig`: stream, endpoint, retry and spool bounds; the service's PutRecords limits |
+//! | `record` | `Entry`, one record on its way to Kinesis: partition key and data |
 //! | `sink` | `KinesisSink` (the engine's `Sink`) and each shard's `ShardKinesis`: in-flight bounds, spooling, replay |
 //! | `sender` | on the sidecar: `PutRecords` calls, retrying failed records with capped exponential backoff and full jitter |
 //! | `spool` | per-shard on-disk spool (glommio DMA files) and dead-letter files |
@@ -25,16 +26,11 @@
 pub mod aggregate;
 pub mod config;
 pub mod metrics;
+mod record;
 mod sender;
 pub mod sink;
 pub mod spool;
 
-pub use config::{KinesisConfig, PartitionKey};
+pub use config::{KinesisConfig, PartitionKey, BATCH_LIMITS};
+pub use record::Entry;
 pub use sink::KinesisSink;
-
-/// One record on its way to Kinesis.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub partition_key: String,
-    pub data: Vec<u8>,
-}

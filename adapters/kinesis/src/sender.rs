@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
 use futures_channel::oneshot;
 
 use crate::aggregate::{aggregate, Aggregate, ShardMap};
 use crate::config::KinesisConfig;
 use crate::metrics::KinesisMetrics;
-use crate::Entry;
+use crate::record::Entry;
 
 pub(crate) struct Job {
     pub entries: Vec<Entry>,
@@ -216,7 +216,10 @@ impl Sender {
             )
             .await
             .map_err(|_| "ListShards timed out".to_string())?
-            .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string())?;
+            .map_err(|e| {
+                let (code, message) = error_code_and_message(&e);
+                format!("{code}: {message}")
+            })?;
             for shard in page.shards() {
                 let open = shard
                     .sequence_number_range()
@@ -274,15 +277,8 @@ impl Sender {
         let response = match sent {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                let code = e
-                    .as_service_error()
-                    .and_then(|s| s.meta().code())
-                    .unwrap_or("unreachable")
-                    .to_string();
-                self.failed_call(
-                    &code,
-                    &aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
-                );
+                let (code, message) = error_code_and_message(&e);
+                self.failed_call(&code, &message);
                 return call;
             }
             Err(_) => {
@@ -292,7 +288,16 @@ impl Sender {
         };
         self.metrics.calls.with_label_values(&["ok"]).inc();
         self.metrics.records_per_call.observe(call.len() as f64);
-        let results = response.records();
+        let failed = self.failed_units(call, response.records());
+        if failed.is_empty() && !self.healthy.swap(true, Ordering::AcqRel) {
+            tracing::info!(target: "beacon::kinesis", stream = %self.stream, "Kinesis calls succeed again");
+        }
+        failed
+    }
+
+    /// The units of `call` that PutRecords' per-record `results` report failed (or leave
+    /// out); counts what was sent and what failed.
+    fn failed_units(&self, call: Vec<Unit>, results: &[PutRecordsResultEntry]) -> Vec<Unit> {
         let mut failed = Vec::new();
         for (i, unit) in call.into_iter().enumerate() {
             match results.get(i) {
@@ -324,17 +329,56 @@ impl Sender {
                 }
             }
         }
-        if failed.is_empty() {
-            self.healthy.store(true, Ordering::Release);
-        }
         failed
     }
 
     fn failed_call(&self, code: &str, detail: &str) {
         self.metrics.calls.with_label_values(&["failed"]).inc();
         self.metrics.failed_calls.with_label_values(&[code]).inc();
-        self.healthy.store(false, Ordering::Release);
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                target: "beacon::kinesis",
+                stream = %self.stream,
+                code,
+                message = detail,
+                "Kinesis calls failing; records are retried and spooled"
+            );
+        }
         *self.last_error.lock().expect("not poisoned") = format!("{code}: {detail}");
+    }
+}
+
+/// An AWS error as its code and message (`ResourceNotFoundException`, "Stream x not found"),
+/// rather than the SDK's nested debug text; errors that never reached the service (DNS,
+/// refused connections, TLS) are named by their outermost cause.
+fn error_code_and_message<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> (String, String)
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_kinesis::error::SdkError;
+    match e {
+        SdkError::ServiceError(s) => {
+            let meta = s.err();
+            let code = meta.code().unwrap_or("ServiceError").to_string();
+            let message = meta.message().unwrap_or("no message").to_string();
+            (code, message)
+        }
+        SdkError::TimeoutError(_) => ("timeout".into(), "the call timed out".into()),
+        SdkError::DispatchFailure(d) => {
+            let why = if d.is_io() {
+                "I/O error"
+            } else if d.is_timeout() {
+                "timed out"
+            } else {
+                "could not send"
+            };
+            let cause = std::error::Error::source(e)
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            ("unreachable".into(), format!("{why}: {cause}"))
+        }
+        other => ("unreachable".into(), other.to_string()),
     }
 }
 

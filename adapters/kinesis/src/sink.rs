@@ -7,15 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use beacon_engine::sink::{LocalBoxFuture, SealedBatch, ShardSink, Sink, SinkError, SinkStatus};
+use beacon_engine::ports::{
+    BatchLimits, LocalBoxFuture, SealedBatch, ShardSink, Sink, SinkError, SinkStatus,
+};
 use event_listener::Event;
 use futures_channel::oneshot;
 
 use crate::config::{KinesisConfig, PartitionKey};
 use crate::metrics::KinesisMetrics;
+use crate::record::Entry;
 use crate::sender::{Job, Sender};
 use crate::spool::{Spool, SpoolError};
-use crate::Entry;
 
 /// How often the replay task looks at the spool when nothing kicks it.
 const REPLAY_TICK_MS: u64 = 200;
@@ -111,6 +113,7 @@ impl Sink for KinesisSink {
                 bytes_in_flight: Cell::new(0),
                 calls_in_flight: Cell::new(0),
                 replaying: Cell::new(false),
+                spooling: Cell::new(false),
                 closing: Cell::new(false),
                 room: Event::new(),
                 kick: Event::new(),
@@ -121,6 +124,10 @@ impl Sink for KinesisSink {
             glommio::spawn_local(replay(state.clone())).detach();
             Ok(Box::new(ShardKinesis { state }) as Box<dyn ShardSink>)
         })
+    }
+
+    fn batch_limits(&self) -> BatchLimits {
+        crate::config::BATCH_LIMITS
     }
 
     fn name(&self) -> &'static str {
@@ -160,6 +167,8 @@ struct ShardState {
     calls_in_flight: Cell<usize>,
     /// A spooled batch is in flight; replay sends one at a time, in order.
     replaying: Cell<bool>,
+    /// The spool holds records: logged when it starts and when it drains.
+    spooling: Cell<bool>,
     closing: Cell<bool>,
     room: Event,
     kick: Event,
@@ -197,6 +206,14 @@ impl ShardState {
             .spooled_bytes
             .with_label_values(&[&self.label])
             .set(spool.bytes() as i64);
+        let spooling = !spool.is_empty();
+        if self.spooling.replace(spooling) != spooling {
+            if spooling {
+                tracing::warn!(target: "beacon::kinesis", shard = %self.label, "spooling records to disk until Kinesis takes them");
+            } else {
+                tracing::info!(target: "beacon::kinesis", shard = %self.label, "spool drained");
+            }
+        }
     }
 
     fn has_room(&self, bytes: usize) -> bool {
@@ -248,15 +265,17 @@ impl ShardState {
                     // Already accepted: these must not be refused, so the bound may be passed.
                     match spool.push_over_bound(&undelivered).await {
                         Ok(()) => state.record_spooled(&spool, undelivered.len()),
-                        Err(e) => eprintln!(
-                            "beacon: kinesis shard {}: cannot spool undelivered records: {e}",
-                            state.label
+                        Err(e) => tracing::error!(
+                            target: "beacon::kinesis",
+                            shard = %state.label,
+                            error = %e,
+                            "cannot spool undelivered records"
                         ),
                     }
                 }
                 if let Some(seq) = spooled {
                     if let Err(e) = spool.pop(seq) {
-                        eprintln!("beacon: kinesis shard {}: {e}", state.label);
+                        tracing::error!(target: "beacon::kinesis", shard = %state.label, error = %e, "cannot drop a replayed spool file");
                     }
                     state.replaying.set(false);
                 }
@@ -292,14 +311,11 @@ async fn replay(state: Rc<ShardState>) {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    eprintln!(
-                        "beacon: kinesis shard {}: cannot replay the spool: {e}",
-                        state.label
-                    );
+                    tracing::error!(target: "beacon::kinesis", shard = %state.label, error = %e, "cannot replay the spool");
                 }
             }
         }
-        let _ = beacon_engine::rt::timeout(Duration::from_millis(REPLAY_TICK_MS), kicked).await;
+        let _ = beacon_engine::timeout(Duration::from_millis(REPLAY_TICK_MS), kicked).await;
     }
 }
 
@@ -355,7 +371,7 @@ impl ShardSink for ShardKinesis {
                         return Ok(());
                     }
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() || beacon_engine::rt::timeout(left, freed).await.is_none() {
+                    if left.is_zero() || beacon_engine::timeout(left, freed).await.is_none() {
                         break;
                     }
                 }

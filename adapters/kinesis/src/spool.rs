@@ -8,6 +8,8 @@
 //! u32 LE length of the rest | u32 LE CRC-32 of the rest | u16 LE key length | key | data
 //! ```
 //!
+//! (the engine's record framing, `beacon_engine::embedded::put_frame`, with no uncounted tag).
+//!
 //! Dead-lettered records (ones Kinesis can never take) use the same framing in
 //! `<dir>/dead-letter/<seq>.dead`; nothing reads those back: they are for an operator.
 
@@ -18,10 +20,14 @@ use std::path::{Path, PathBuf};
 use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder};
 
-use crate::Entry;
+use beacon_engine::embedded::{self, put_frame, read_frame};
 
-/// Bytes of a record's frame header.
-const FRAME_HEADER_BYTES: usize = 10;
+use crate::record::Entry;
+
+/// Bytes of a record's frame header: the engine's framing and the key's length.
+const FRAME_HEADER_BYTES: usize = embedded::FRAME_HEADER_BYTES + KEY_LEN_BYTES;
+/// Bytes of the key's length, at the start of each frame's body.
+const KEY_LEN_BYTES: usize = 2;
 /// Buffer of the DMA stream writer.
 const WRITE_BUFFER_BYTES: usize = 128 << 10;
 
@@ -50,40 +56,26 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(size);
     for e in entries {
         let key = e.partition_key.as_bytes();
-        let rest = 2 + key.len() + e.data.len();
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&(key.len() as u16).to_le_bytes());
-        crc.update(key);
-        crc.update(&e.data);
-        out.extend_from_slice(&(rest as u32).to_le_bytes());
-        out.extend_from_slice(&crc.finalize().to_le_bytes());
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.extend_from_slice(key);
-        out.extend_from_slice(&e.data);
+        let key_len = u16::try_from(key.len()).expect("partition keys are at most 256 bytes");
+        put_frame(&mut out, 0, &[&key_len.to_le_bytes(), key, &e.data]);
     }
     out
 }
 
+/// The entries in `bytes`, or the offset of the first frame that does not read back.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, usize> {
     let mut entries = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        if bytes.len() - at < FRAME_HEADER_BYTES {
-            return Err(at);
-        }
-        let rest = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
-        let body = bytes.get(at + 8..at + 8 + rest).ok_or(at)?;
-        if crc32fast::hash(body) != crc || rest < 2 {
-            return Err(at);
-        }
-        let key_len = u16::from_le_bytes([body[0], body[1]]) as usize;
-        let key = body.get(2..2 + key_len).ok_or(at)?;
+        let (body, next) = read_frame(bytes, at, 0).map_err(|_| at)?;
+        let (len, rest) = body.split_at_checked(KEY_LEN_BYTES).ok_or(at)?;
+        let key_len = u16::from_le_bytes([len[0], len[1]]) as usize;
+        let (key, data) = rest.split_at_checked(key_len).ok_or(at)?;
         entries.push(Entry {
             partition_key: String::from_utf8(key.to_vec()).map_err(|_| at)?,
-            data: body[2 + key_len..].to_vec(),
+            data: data.to_vec(),
         });
-        at += 8 + rest;
+        at = next;
     }
     Ok(entries)
 }

@@ -1,5 +1,6 @@
 //! The Redis adapter's configuration (`[redis]` in the config file, `BEACON_REDIS_*`).
 
+use beacon_engine::{FieldError, RangeCheck};
 use serde::{Deserialize, Serialize};
 
 /// Redis core data settings. Field docs give unit and default.
@@ -56,8 +57,8 @@ impl Default for RedisConfig {
 
 impl RedisConfig {
     /// Every out-of-range field, named, with what is allowed.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut check = beacon_engine::config::RangeCheck::new("redis");
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut check = RangeCheck::new("redis");
         check.check("timeout_ms", self.timeout_ms, 1, 60_000);
         check.check("connect_timeout_ms", self.connect_timeout_ms, 1, 60_000);
         check.check("lookup_queue_max", self.lookup_queue_max as u64, 1, 1 << 20);
@@ -79,18 +80,27 @@ impl RedisConfig {
         if self.channel.is_empty() {
             check.fail(
                 "channel",
-                "is empty: name the channel the updater publishes on",
+                "\"\"",
+                "name the channel the updater publishes on",
             );
         }
         if let Some(url) = &self.url {
             if let Err(e) = redis::Client::open(url.as_str()) {
                 check.fail(
                     "url",
-                    format_args!("= {url:?}: {e} (expected redis://[user:password@]host:port[/db] or rediss://…)"),
+                    format_args!("{url:?}"),
+                    format_args!(
+                        "{e} (expected redis://[user:password@]host:port[/db] or rediss://…)"
+                    ),
                 );
             }
         }
         check.finish()
+    }
+
+    /// How long a lookup may take, on either side of the channel.
+    pub(crate) fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
     }
 
     /// The key of program `id`'s hash.
@@ -128,7 +138,13 @@ mod tests {
             timeout_ms: 0,
             ..RedisConfig::default()
         };
-        let errors = cfg.validate().unwrap_err().join("\n");
+        let errors: Vec<String> = cfg
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let errors = errors.join("\n");
         assert!(errors.contains("redis.url"), "{errors}");
         assert!(errors.contains("redis.timeout_ms"), "{errors}");
     }

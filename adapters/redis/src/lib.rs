@@ -22,6 +22,7 @@ pub mod config;
 mod lookup;
 pub mod metrics;
 pub mod schema;
+mod sidecar;
 pub mod source;
 mod subscriber;
 pub mod writer;

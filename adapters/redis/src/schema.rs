@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use beacon_engine::campaign::{check_id, Campaign};
-use beacon_engine::core_data::CoreDataUpdate;
+use beacon_engine::model::{check_id, Campaign};
+use beacon_engine::ports::CoreDataUpdate;
 use serde::Deserialize;
 
 /// Why a channel message was skipped.

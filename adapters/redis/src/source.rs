@@ -1,11 +1,9 @@
 //! `RedisCoreData`: the engine's core data port, backed by Redis through the sidecar.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beacon_engine::campaign::Campaign;
-use beacon_engine::core_data::{
+use beacon_engine::ports::{
     CoreDataError, CoreDataLookup, CoreDataSource, CoreDataStatus, CoreDataUpdate, LookupFuture,
     UpdateStream,
 };
@@ -13,32 +11,7 @@ use futures_channel::oneshot;
 
 use crate::config::RedisConfig;
 use crate::metrics::RedisMetrics;
-
-/// A lookup on its way to the sidecar.
-pub(crate) struct LookupRequest {
-    pub id: Box<str>,
-    pub reply: oneshot::Sender<Result<Option<Campaign>, CoreDataError>>,
-}
-
-/// What the sidecar's tasks report for `/health/ready`.
-#[derive(Default)]
-pub(crate) struct Health {
-    pub lookups_up: AtomicBool,
-    pub subscriber_up: AtomicBool,
-    pub last_error: Mutex<String>,
-}
-
-impl Health {
-    /// Lookups cannot be answered; `why` is shown by `/health/ready`.
-    pub fn lookups_down(&self, why: impl std::fmt::Display) {
-        self.lookups_up.store(false, Ordering::Release);
-        self.set_error(why);
-    }
-
-    pub fn set_error(&self, e: impl std::fmt::Display) {
-        *self.last_error.lock().expect("not poisoned") = e.to_string();
-    }
-}
+use crate::sidecar::{Health, LookupRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -113,8 +86,8 @@ impl CoreDataSource for RedisCoreData {
     }
 
     fn status(&self) -> CoreDataStatus {
-        let lookups = self.health.lookups_up.load(Ordering::Acquire);
-        let subscriber = self.health.subscriber_up.load(Ordering::Acquire);
+        let lookups = self.health.lookups.is_up();
+        let subscriber = self.health.subscriber.is_up();
         let detail = match (lookups, subscriber) {
             (true, true) => "connected, subscribed".to_string(),
             _ => format!(
@@ -150,20 +123,15 @@ impl CoreDataLookup for ShardLookup {
             // A full queue means the sidecar is far behind: fail now rather than queue a
             // lookup that will time out anyway.
             tx.try_send(LookupRequest { id, reply }).map_err(|e| {
-                CoreDataError::Unavailable(
-                    if e.is_full() {
-                        "lookup queue full"
-                    } else {
-                        "sidecar stopped"
-                    }
-                    .into(),
-                )
+                CoreDataError::Unavailable(if e.is_full() {
+                    "lookup queue full"
+                } else {
+                    "sidecar stopped"
+                })
             })?;
-            match beacon_engine::rt::timeout(limit, answer).await {
+            match beacon_engine::timeout(limit, answer).await {
                 Some(Ok(result)) => result,
-                Some(Err(_)) => Err(CoreDataError::Unavailable(
-                    "sidecar dropped the lookup".into(),
-                )),
+                Some(Err(_)) => Err(CoreDataError::Unavailable("sidecar dropped the lookup")),
                 None => Err(CoreDataError::Timeout),
             }
         })

@@ -7,18 +7,17 @@
 //! any error, ends the subscription; the loop waits a capped, jittered, growing delay and
 //! starts over.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon_engine::core_data::CoreDataUpdate;
-use beacon_engine::routing;
+use beacon_engine::model::owner;
+use beacon_engine::ports::CoreDataUpdate;
 use futures_lite::StreamExt;
 
 use crate::config::RedisConfig;
 use crate::metrics::RedisMetrics;
 use crate::schema::parse_message;
-use crate::source::Health;
+use crate::sidecar::Health;
 
 pub(crate) async fn run(
     client: redis::Client,
@@ -30,12 +29,11 @@ pub(crate) async fn run(
     let mut backoff = cfg.backoff();
     loop {
         let ended = subscribe(&client, &cfg, &shards, &metrics, &health, &mut backoff).await;
-        health.subscriber_up.store(false, Ordering::Release);
         metrics.subscriber_up.set(0);
         if shards.iter().all(|s| s.is_closed()) {
             return; // the engine has stopped
         }
-        health.set_error(format_args!("subscriber: {ended}"));
+        health.subscriber_down(ended);
         let delay = backoff.next().unwrap_or(Duration::from_secs(1));
         tokio::time::sleep(delay).await;
     }
@@ -68,7 +66,7 @@ async fn subscribe(
     }
     metrics.resyncs.inc();
     metrics.subscriber_up.set(1);
-    health.subscriber_up.store(true, Ordering::Release);
+    health.subscriber_up(&cfg.channel);
     *backoff = cfg.backoff();
 
     let (mut sink, mut stream) = pubsub.split();
@@ -85,7 +83,7 @@ async fn subscribe(
                             CoreDataUpdate::Delete { id, .. } => id.as_str(),
                             CoreDataUpdate::Resync => unreachable!("not parsed from a message"),
                         };
-                        let owner = routing::owner(id, shards.len());
+                        let owner = owner(id, shards.len());
                         metrics.messages_routed.inc();
                         if shards[owner].send(update).await.is_err() {
                             return "engine stopped".into();

@@ -3,7 +3,7 @@
 //! `beacon core-data load|put|delete`; it replaces the reference's unauthenticated `/cache/fill`
 //! and never runs `FLUSHALL`.
 
-use beacon_engine::campaign::Campaign;
+use beacon_engine::model::Campaign;
 use redis::aio::MultiplexedConnection;
 use redis::RedisResult;
 

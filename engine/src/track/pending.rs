@@ -63,10 +63,12 @@ impl<T> PendingTable<T> {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.borrow().len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

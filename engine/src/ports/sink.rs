@@ -10,6 +10,7 @@ use std::pin::Pin;
 
 use uuid::Uuid;
 
+pub use crate::config::BatchLimits;
 use crate::config::RecordFormat;
 
 pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -106,6 +107,9 @@ pub trait Sink: Send + Sync {
     fn open(&self, shard: usize) -> LocalBoxFuture<'static, Result<Box<dyn ShardSink>, SinkError>>;
     /// A short name for logs and `/health/ready`.
     fn name(&self) -> &'static str;
+    /// The most one batch may hold for one `write`; the engine refuses to start with batch
+    /// bounds above these.
+    fn batch_limits(&self) -> BatchLimits;
     fn status(&self) -> SinkStatus {
         SinkStatus {
             healthy: true,

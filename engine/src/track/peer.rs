@@ -1,81 +1,16 @@
-//! Shard-to-shard messages over glommio's channel mesh.
+//! The handler of the shard-to-shard protocol (`mesh`): what a shard does with its peers'
+//! messages.
 //!
 //! Each shard runs one receive task per peer. A receive task never awaits a send: a reply that
 //! does not fit its bounded channel right away is handed to a task of its own, so two shards
-//! whose queues are both full cannot deadlock waiting on each other. A peer's queue is drained
-//! in a batch: after one wake-up, every message already queued is handled before the task
-//! sleeps again.
+//! whose queues are both full cannot deadlock waiting on each other.
 
 use std::rc::Rc;
 
 use glommio::channels::channel_mesh::Receivers;
 
-use crate::metrics::Route;
-use crate::reply::Reply;
-use crate::track::{LoadResult, Meta, ShardCtx};
-
-pub enum MeshMsg {
-    /// `routing = "owner"`: handle this request on the owner and send back `Handled`.
-    Handle {
-        key: u32,
-        req: FwdRequest,
-    },
-    /// `routing = "local"`: the owner's map missed; load `id` and send back `Resolved`.
-    Resolve {
-        key: u32,
-        id: Box<str>,
-    },
-    /// `routing = "local"`: a stale entry was served; refresh it in the background.
-    Refresh {
-        id: Box<str>,
-    },
-    Handled {
-        key: u32,
-        reply: Reply,
-    },
-    Resolved {
-        key: u32,
-        result: LoadResult,
-    },
-}
-
-/// A tracking request's inputs in one allocation: the four strings back to back.
-pub struct FwdRequest {
-    route: Route,
-    image_only: bool,
-    buf: String,
-    ends: [u32; 4],
-}
-
-impl FwdRequest {
-    pub fn new(m: &Meta<'_>) -> Self {
-        let parts = [m.id, m.user_agent, m.client_ip, m.trace_id];
-        let mut buf = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-        let mut ends = [0u32; 4];
-        for (end, part) in ends.iter_mut().zip(parts) {
-            buf.push_str(part);
-            *end = buf.len() as u32;
-        }
-        FwdRequest {
-            route: m.route,
-            image_only: m.image_only,
-            buf,
-            ends,
-        }
-    }
-
-    pub fn meta(&self) -> Meta<'_> {
-        let e = self.ends.map(|x| x as usize);
-        Meta {
-            route: self.route,
-            id: &self.buf[..e[0]],
-            user_agent: &self.buf[e[0]..e[1]],
-            client_ip: &self.buf[e[1]..e[2]],
-            trace_id: &self.buf[e[2]..e[3]],
-            image_only: self.image_only,
-        }
-    }
-}
+use super::ctx::ShardCtx;
+use super::mesh::MeshMsg;
 
 /// Starts one receive task per peer.
 pub fn spawn_receivers(ctx: &Rc<ShardCtx>, receivers: &mut Receivers<MeshMsg>) {

@@ -1,94 +1,18 @@
-//! The per-shard L1 cache of campaign core data.
-//!
-//! Each shard owns one `L1Map` (a papaya map, lock-free for readers on any shard) and is its
-//! only writer through `L1Owner`, which keeps the eviction ring and the in-flight loads. In
-//! `local` routing other shards read the owner's map directly and send only misses to the owner,
-//! so single-flight and eviction stay single-threaded.
-//!
-//! - Expiry after write: positive entries are fresh for `l1_ttl_secs`, negative ("unknown id")
-//!   entries for `l1_negative_ttl_secs`.
-//! - Stale-while-revalidate: a positive entry past its TTL that was read since the CLOCK hand last
-//!   passed it ("hot") is served while one background refresh runs.
-//! - Generation: `invalidate_all` bumps the generation; entries written before it are reloaded
-//!   on their next lookup (used when a push feed may have missed updates).
-//! - Pushed updates (`apply`): an upsert or delete carrying a `version` older than the entry's is
-//!   ignored; a delete leaves a negative entry (a tombstone) so an older upsert arriving later
-//!   cannot bring the campaign back. A load that was in flight when an update arrived does not
-//!   overwrite it.
-//! - Core data down: a load that fails falls back to the expired entry, if any ("stale" serve).
-//! - Eviction: CLOCK (second chance). At capacity the hand walks the ring, clearing `visited`
-//!   bits, and evicts the first entry not read since the last pass.
+//! The owner shard's write side of its L1 map: inserts, eviction, pushed updates, and
+//! single-flight loads from core data.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures_channel::oneshot;
-use xxhash_rust::xxh3::Xxh3Builder;
 
-use crate::campaign::Campaign;
-use crate::core_data::{CoreDataError, CoreDataLookup, CoreDataUpdate};
-
-/// What a lookup found, for metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum L1Outcome {
-    /// A fresh positive entry.
-    Hit,
-    /// No entry: loaded from core data.
-    Miss,
-    /// An entry past its TTL (or written before the last invalidation), reloaded.
-    Expired,
-    /// A fresh negative entry: the id is known to be unknown.
-    Negative,
-    /// A hot entry past its TTL, served while a background refresh runs.
-    Stale,
-}
-
-impl L1Outcome {
-    pub const ALL: [L1Outcome; 5] = [
-        L1Outcome::Hit,
-        L1Outcome::Miss,
-        L1Outcome::Expired,
-        L1Outcome::Negative,
-        L1Outcome::Stale,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            L1Outcome::Hit => "hit",
-            L1Outcome::Miss => "miss",
-            L1Outcome::Expired => "expired",
-            L1Outcome::Negative => "negative",
-            L1Outcome::Stale => "stale",
-        }
-    }
-}
-
-/// One cached answer: a campaign, or the fact that the id is unknown.
-pub struct Entry {
-    pub campaign: Option<Arc<Campaign>>,
-    /// The version of the campaign, or of the delete that left this negative entry.
-    version: Option<u64>,
-    written_at_ms: u64,
-    generation: u64,
-    visited: AtomicBool,
-    refreshing: AtomicBool,
-}
-
-/// The result of probing the map without touching core data.
-pub enum Probe {
-    /// Serve this answer (`None` = unknown id). The outcome is `Hit`, `Negative` or `Stale`;
-    /// with `Stale` the caller must ask the owner to refresh.
-    Ready(Option<Arc<Campaign>>, L1Outcome),
-    /// No usable answer; the owner must load it. The outcome is `Miss` or `Expired`; `stale` is
-    /// the expired campaign, to serve if the load fails.
-    Load {
-        outcome: L1Outcome,
-        stale: Option<Arc<Campaign>>,
-    },
-}
+use super::map::Cached;
+use super::{now_ms, L1Map, LoadResult};
+use crate::model::Campaign;
+use crate::ports::{CoreDataError, CoreDataLookup, CoreDataUpdate};
 
 /// What `L1Owner::apply` did with a pushed update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,101 +21,6 @@ pub enum Applied {
     /// The cache holds a newer version.
     Ignored,
 }
-
-/// Milliseconds since the first call in this process: a monotonic, cheap clock.
-pub fn now_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// A shard's map, readable from every shard.
-pub struct L1Map {
-    map: papaya::HashMap<Box<str>, Entry, Xxh3Builder>,
-    ttl_ms: u64,
-    negative_ttl_ms: u64,
-    generation: AtomicU64,
-}
-
-impl L1Map {
-    pub fn new(capacity: usize, ttl_secs: u64, negative_ttl_secs: u64) -> Self {
-        assert!(capacity > 0, "an L1 of zero entries is a bug");
-        // A random seed, so clients cannot pick campaign ids that collide on purpose.
-        let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
-        L1Map {
-            map: papaya::HashMap::builder()
-                .capacity(capacity)
-                .hasher(Xxh3Builder::new().with_seed(seed))
-                .build(),
-            ttl_ms: ttl_secs * 1000,
-            negative_ttl_ms: negative_ttl_secs * 1000,
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    /// Looks `id` up as of `now`. Never blocks, never loads.
-    pub fn probe(&self, id: &str, now: u64) -> Probe {
-        let guard = self.map.guard();
-        let Some(entry) = self.map.get(id, &guard) else {
-            return Probe::Load {
-                outcome: L1Outcome::Miss,
-                stale: None,
-            };
-        };
-        if !entry.visited.load(Ordering::Relaxed) {
-            entry.visited.store(true, Ordering::Relaxed);
-        }
-        let age = now.saturating_sub(entry.written_at_ms);
-        let current = entry.generation == self.generation.load(Ordering::Acquire);
-        match &entry.campaign {
-            None if current && age < self.negative_ttl_ms => {
-                Probe::Ready(None, L1Outcome::Negative)
-            }
-            None => Probe::Load {
-                outcome: L1Outcome::Expired,
-                stale: None,
-            },
-            Some(c) if current && age < self.ttl_ms => {
-                Probe::Ready(Some(c.clone()), L1Outcome::Hit)
-            }
-            Some(c) if current => {
-                // Past its TTL but read recently enough to still hold its `visited` bit: serve
-                // it once more while exactly one refresh (the CAS winner's) runs.
-                if entry.refreshing.load(Ordering::Relaxed)
-                    || entry
-                        .refreshing
-                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    Probe::Ready(Some(c.clone()), L1Outcome::Stale)
-                } else {
-                    Probe::Load {
-                        outcome: L1Outcome::Expired,
-                        stale: Some(c.clone()),
-                    }
-                }
-            }
-            Some(c) => Probe::Load {
-                outcome: L1Outcome::Expired,
-                stale: Some(c.clone()),
-            },
-        }
-    }
-
-    /// Marks every entry for revalidation on its next lookup.
-    pub fn invalidate_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
-
-type LoadResult = Result<Option<Arc<Campaign>>, CoreDataError>;
 
 /// A load in flight: who waits for it, and whether a pushed update overtook it.
 struct Inflight {
@@ -248,7 +77,7 @@ impl L1Owner {
     }
 
     fn insert_versioned(&self, id: &str, campaign: Option<Arc<Campaign>>, version: Option<u64>) {
-        let entry = Entry {
+        let entry = Cached {
             campaign,
             version,
             written_at_ms: now_ms(),
@@ -371,7 +200,7 @@ impl L1Owner {
             .detach();
         }
         rx.await
-            .unwrap_or_else(|_| Err(CoreDataError::Unavailable("lookup task ended".into())))
+            .unwrap_or(Err(CoreDataError::Unavailable("lookup task ended")))
     }
 
     /// Starts a background refresh of `id` (after a `Stale` serve); joins one already running.
@@ -394,7 +223,9 @@ impl L1Owner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core_data::{EmbeddedCoreData, LookupFuture};
+    use crate::cache::{L1Outcome, Probe};
+    use crate::embedded::EmbeddedCoreData;
+    use crate::ports::LookupFuture;
     use std::cell::Cell;
 
     fn campaign(id: &str) -> Option<Arc<Campaign>> {

@@ -10,8 +10,8 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::campaign::Campaign;
 use crate::config::RecordFormat;
+use crate::model::Campaign;
 
 /// Magic at the start of every rkyv record.
 pub const RKYV_MAGIC: [u8; 2] = *b"BK";

@@ -8,20 +8,22 @@
 //! u32 LE payload length | u32 LE CRC-32 of (format byte + payload) | u8 format | payload
 //! ```
 //!
-//! with format 1 = rkyv (beacon's versioned record) and 2 = protobuf (`TrackingEvent`). The
-//! CRC finds a torn final write after a crash: the reader stops at the first bad frame.
+//! (`frame`'s framing with the format byte as an uncounted tag), with format 1 = rkyv
+//! (beacon's versioned record) and 2 = protobuf (`TrackingEvent`). The CRC finds a torn final
+//! write after a crash: the reader stops at the first bad frame.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use glommio::io::BufferedFile;
 
-use crate::config::{FsyncPolicy, RecordFormat};
-use crate::event::{decode, DecodedEvent};
-use crate::sink::{LocalBoxFuture, SealedBatch, ShardSink, Sink, SinkError};
+use super::frame::{put_frame, read_frame, FRAME_HEADER_BYTES};
+use crate::config::{BatchLimits, FsyncPolicy, RecordFormat, SegmentsConfig};
+use crate::model::{decode, DecodedEvent};
+use crate::ports::{LocalBoxFuture, SealedBatch, ShardSink, Sink, SinkError};
 
-/// Bytes of framing before each payload.
-pub const FRAME_HEADER_BYTES: usize = 9;
+/// The format byte before each payload, in the body of its frame but not in its length.
+const FORMAT_TAG_BYTES: usize = 1;
 
 fn format_byte(f: RecordFormat) -> u8 {
     match f {
@@ -38,19 +40,23 @@ fn format_from_byte(b: u8) -> Option<RecordFormat> {
     }
 }
 
-/// The embedded sink's settings.
+/// The embedded sink: segment files under `dir`, one directory per shard.
 #[derive(Clone, Debug)]
 pub struct SegmentSink {
     pub dir: PathBuf,
-    pub segment_bytes_max: u64,
-    pub fsync: FsyncPolicy,
+    pub cfg: SegmentsConfig,
+}
+
+impl SegmentSink {
+    /// A segment file takes any batch the engine can build.
+    pub const BATCH_LIMITS: BatchLimits = BatchLimits::CEILING;
 }
 
 impl Sink for SegmentSink {
     fn open(&self, shard: usize) -> LocalBoxFuture<'static, Result<Box<dyn ShardSink>, SinkError>> {
-        let cfg = self.clone();
+        let dir = self.dir.join(format!("shard-{shard}"));
+        let cfg = self.cfg.clone();
         Box::pin(async move {
-            let dir = cfg.dir.join(format!("shard-{shard}"));
             std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
                 what: format!("creating {}", dir.display()),
                 source,
@@ -76,10 +82,14 @@ impl Sink for SegmentSink {
     fn name(&self) -> &'static str {
         "segment-files"
     }
+
+    fn batch_limits(&self) -> BatchLimits {
+        Self::BATCH_LIMITS
+    }
 }
 
 struct ShardSegments {
-    cfg: SegmentSink,
+    cfg: SegmentsConfig,
     dir: PathBuf,
     next: u64,
     file: Option<BufferedFile>,
@@ -122,15 +132,10 @@ impl ShardSink for ShardSegments {
         Box::pin(async move {
             self.roll_if_needed().await?;
             let fmt = format_byte(batch.format);
-            let mut buf = Vec::with_capacity(batch.data.len() + batch.len() * FRAME_HEADER_BYTES);
+            let frame = FRAME_HEADER_BYTES + FORMAT_TAG_BYTES;
+            let mut buf = Vec::with_capacity(batch.data.len() + batch.len() * frame);
             for (_, payload) in batch.iter() {
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(&[fmt]);
-                crc.update(payload);
-                buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-                buf.extend_from_slice(&crc.finalize().to_le_bytes());
-                buf.push(fmt);
-                buf.extend_from_slice(payload);
+                put_frame(&mut buf, FORMAT_TAG_BYTES, &[&[fmt], payload]);
             }
             let len = buf.len() as u64;
             let file = self.file.as_ref().expect("rolled above");
@@ -221,34 +226,85 @@ pub fn read_all(
                     offset: at as u64,
                     what: what.to_string(),
                 };
-                if bytes.len() - at < FRAME_HEADER_BYTES {
-                    problems.push(problem("torn frame header at end of segment"));
-                    break;
-                }
-                let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-                let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
-                let fmt = bytes[at + 8];
-                let start = at + FRAME_HEADER_BYTES;
-                if bytes.len() - start < len {
-                    problems.push(problem("torn record at end of segment"));
-                    break;
-                }
-                let payload = &bytes[start..start + len];
-                let mut h = crc32fast::Hasher::new();
-                h.update(&[fmt]);
-                h.update(payload);
-                if h.finalize() != crc {
-                    problems.push(problem("checksum mismatch; rest of segment skipped"));
-                    break;
-                }
+                let (body, next) = match read_frame(&bytes, at, FORMAT_TAG_BYTES) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        problems.push(problem(&format!("{}; rest of segment skipped", e.as_str())));
+                        break;
+                    }
+                };
+                let (fmt, payload) = (body[0], &body[FORMAT_TAG_BYTES..]);
                 match format_from_byte(fmt).map(|f| decode(f, payload)) {
                     Some(Ok(event)) => each(shard, event),
                     Some(Err(e)) => problems.push(problem(&e.to_string())),
                     None => problems.push(problem(&format!("unknown record format {fmt}"))),
                 }
-                at = start + len;
+                at = next;
             }
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::OpenBatch;
+    use crate::model::{Campaign, Event};
+
+    fn batch(n: usize) -> (SealedBatch, Vec<uuid::Uuid>) {
+        let campaign = Campaign::unvalidated("212313");
+        let mut open = OpenBatch::new(n, 1 << 20);
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let event = Event {
+                message_id: uuid::Uuid::new_v4(),
+                campaign: &campaign,
+                user_agent: "t",
+                received_at_ms: 1,
+                client_ip: "127.0.0.1",
+                trace_id: "t",
+                validated: true,
+            };
+            let mut record = Vec::new();
+            event.encode_into(RecordFormat::Rkyv, &mut record);
+            open.push(&record, event.message_id, "212313");
+            ids.push(event.message_id);
+        }
+        (open.seal(0, RecordFormat::Rkyv), ids)
+    }
+
+    #[test]
+    fn written_batches_read_back_and_a_torn_tail_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SegmentSink {
+            dir: dir.path().to_path_buf(),
+            cfg: SegmentsConfig::default(),
+        };
+        let (first, mut ids) = batch(3);
+        let (second, more) = batch(2);
+        ids.extend(more);
+        crate::test_executor().run(async {
+            let mut shard = sink.open(0).await.unwrap();
+            shard.write(&first).await.unwrap();
+            shard.write(&second).await.unwrap();
+            shard.close().await.unwrap();
+        });
+        let mut read = Vec::new();
+        let problems = read_all(dir.path(), |_, e| read.push(e.message_id())).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let want: Vec<String> = ids.iter().map(|i| i.hyphenated().to_string()).collect();
+        assert_eq!(read, want);
+
+        // Cut the last frame short, as a crash during a write would.
+        let (_, path) = segments_in(&dir.path().join("shard-0")).unwrap().remove(0);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len - 3).unwrap();
+        let mut read = 0;
+        let problems = read_all(dir.path(), |_, _| read += 1).unwrap();
+        assert_eq!(read, 4);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].what.contains("torn"), "{problems:?}");
+    }
 }

@@ -1,4 +1,4 @@
-//! The tracking path: from a validated request to a `Reply`, on whichever shard it belongs.
+//! A shard's tracking path: from a validated request to a `Reply`, on whichever shard it belongs.
 //!
 //! `owner = routing::owner(id)`. On the owner, the L1 answers (or single-flight loads) and the
 //! event goes into the owner's batch. Elsewhere, with `routing = "owner"` the whole request is
@@ -12,32 +12,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::channels::channel_mesh::Senders;
 
-use crate::batcher::Batcher;
-use crate::campaign::Campaign;
-use crate::config::{OnUnavailable, Routing};
-use crate::core_data::CoreDataError;
-use crate::event::Event;
-use crate::l1::{now_ms, L1Outcome, L1Owner, Probe};
-use crate::mesh::{FwdRequest, MeshMsg};
-use crate::metrics::{Refusal, Route, ShardMetrics};
-use crate::pending::PendingTable;
-use crate::reply::Reply;
-use crate::routing;
-use crate::server::Shared;
-
-pub type LoadResult = Result<Option<Arc<Campaign>>, CoreDataError>;
-
-/// A tracking request's inputs, borrowed from the HTTP request or a forwarded copy.
-#[derive(Clone, Copy, Debug)]
-pub struct Meta<'a> {
-    pub route: Route,
-    pub id: &'a str,
-    pub user_agent: &'a str,
-    pub client_ip: &'a str,
-    pub trace_id: &'a str,
-    /// `/pixel` from a client whose `Accept` lists only images: answer with a GIF.
-    pub image_only: bool,
-}
+use super::decide::{accepted, after_load, serve_where, verdict, AfterLoad, Serve};
+use super::mesh::{FwdRequest, MeshMsg};
+use super::meta::Meta;
+use super::pending::PendingTable;
+use super::reply::Reply;
+use crate::batch::Batcher;
+use crate::cache::{now_ms, L1Outcome, L1Owner, LoadResult, Probe};
+use crate::config::OnUnavailable;
+use crate::metrics::{Refusal, ShardMetrics};
+use crate::model::{owner, Campaign, Event};
+use crate::ports::CoreDataError;
+use crate::state::Shared;
 
 /// Everything a shard needs to serve; one per shard, `!Send`.
 pub struct ShardCtx {
@@ -54,15 +40,13 @@ pub struct ShardCtx {
 
 impl ShardCtx {
     pub async fn track(self: &Rc<Self>, m: &Meta<'_>) -> Reply {
-        let owner = routing::owner(m.id, self.shared.shards);
-        if owner == self.id {
-            return match self.try_owned_now(m) {
+        let owner = owner(m.id, self.shared.shards());
+        match serve_where(owner, self.id, self.shared.cfg().routing) {
+            Serve::Here => match self.try_owned_now(m) {
                 Some(reply) => reply,
                 None => self.load_owned(m).await,
-            };
-        }
-        match self.shared.cfg.routing {
-            Routing::Owner => {
+            },
+            Serve::Forward => {
                 self.metrics.forwarded_requests.inc();
                 let (key, pending) = self.handled.wait();
                 let msg = MeshMsg::Handle {
@@ -74,7 +58,7 @@ impl ShardCtx {
                 }
                 pending.await
             }
-            Routing::Local => match self.shared.maps[owner].probe(m.id, now_ms()) {
+            Serve::ReadOwnersMap => match self.shared.map(owner).probe(m.id, now_ms()) {
                 Probe::Ready(campaign, outcome) => {
                     self.metrics.l1(outcome);
                     if outcome == L1Outcome::Stale {
@@ -95,7 +79,7 @@ impl ShardCtx {
                     };
                     let result = match self.senders.send_to(owner, msg).await {
                         Ok(()) => pending.await,
-                        Err(_) => Err(CoreDataError::Unavailable("owner shard gone".into())),
+                        Err(_) => Err(CoreDataError::Unavailable("owner shard gone")),
                     };
                     self.answer_loaded(result, stale, m)
                 }
@@ -140,18 +124,18 @@ impl ShardCtx {
         stale: Option<Arc<Campaign>>,
         m: &Meta<'_>,
     ) -> Reply {
-        match (result, stale) {
-            (Ok(campaign), _) => self.accept(campaign.as_deref(), m, true),
-            (Err(_), Some(stale)) => {
+        match after_load(result, stale) {
+            AfterLoad::Found(campaign) => self.accept(campaign.as_deref(), m, true),
+            AfterLoad::Stale(stale) => {
                 self.metrics.l1(L1Outcome::Stale);
                 self.accept(Some(&stale), m, true)
             }
-            (Err(_), None) => self.unavailable(m),
+            AfterLoad::Unavailable => self.unavailable(m),
         }
     }
 
     fn unavailable(&self, m: &Meta<'_>) -> Reply {
-        match self.shared.cfg.on_core_data_unavailable {
+        match self.shared.cfg().on_core_data_unavailable {
             OnUnavailable::Reject => {
                 self.metrics.refused(Refusal::Unavailable);
                 Reply::Unavailable
@@ -165,13 +149,15 @@ impl ShardCtx {
 
     /// Turns a lookup answer into an event in this shard's batch, and the reply.
     fn accept(&self, campaign: Option<&Campaign>, m: &Meta<'_>, validated: bool) -> Reply {
-        let Some(campaign) = campaign else {
-            return Reply::NotFound;
+        let campaign = match verdict(campaign) {
+            Ok(campaign) => campaign,
+            Err((reply, refusal)) => {
+                if let Some(why) = refusal {
+                    self.metrics.refused(why);
+                }
+                return reply;
+            }
         };
-        if !campaign.valid {
-            self.metrics.refused(Refusal::Invalid);
-            return Reply::Invalid;
-        }
         let event = Event {
             message_id: uuid::Uuid::new_v4(),
             campaign,
@@ -189,10 +175,6 @@ impl ShardCtx {
             return Reply::Busy;
         }
         self.metrics.events_accepted.inc();
-        match (m.route, m.image_only) {
-            (Route::Event, _) => Reply::Event(event.response_json()),
-            (_, true) => Reply::Gif,
-            (_, false) => Reply::NoContent,
-        }
+        accepted(m.route, m.image_only, || event.response_json())
     }
 }

@@ -13,10 +13,14 @@ use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
+pub use open::OpenBatch;
+
 use crate::config::{EngineConfig, RecordFormat};
-use crate::event::Event;
 use crate::metrics::ShardMetrics;
-use crate::sink::{RecordMeta, SealedBatch, ShardSink};
+use crate::model::Event;
+use crate::ports::{SealedBatch, ShardSink};
+
+mod open;
 
 /// Retry delays for a failing sink write: doubling from 10 ms, capped at 1 s.
 const SINK_RETRY_FIRST_MS: u64 = 10;
@@ -25,75 +29,6 @@ const SINK_RETRY_MAX_MS: u64 = 1_000;
 /// Why an append was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueFull;
-
-/// The batch a shard is filling: record bytes back to back, with their positions and keys.
-/// Pure data, no I/O: the part of batching that runs per request.
-pub struct OpenBatch {
-    seq: u64,
-    data: Vec<u8>,
-    records: Vec<RecordMeta>,
-    keys: String,
-    records_max: usize,
-    bytes_max: usize,
-}
-
-impl OpenBatch {
-    pub fn new(records_max: usize, bytes_max: usize) -> Self {
-        assert!(records_max > 0 && bytes_max > 0);
-        OpenBatch {
-            seq: 0,
-            data: Vec::new(),
-            records: Vec::new(),
-            keys: String::new(),
-            records_max,
-            bytes_max,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// Whether a record of `bytes` fits without passing either bound.
-    pub fn fits(&self, bytes: usize) -> bool {
-        self.records.len() < self.records_max && self.data.len() + bytes <= self.bytes_max
-    }
-
-    /// Appends one encoded record. A record larger than `bytes_max` is still taken when the
-    /// batch is empty: it travels alone rather than never.
-    pub fn push(&mut self, record: &[u8], message_id: uuid::Uuid, campaign_id: &str) {
-        let offset = self.data.len() as u32;
-        self.data.extend_from_slice(record);
-        let key_offset = self.keys.len() as u32;
-        self.keys.push_str(campaign_id);
-        self.records.push(RecordMeta {
-            offset,
-            len: record.len() as u32,
-            message_id,
-            key_offset,
-            key_len: campaign_id.len() as u32,
-        });
-    }
-
-    /// Takes the records out as batch `seq` of `shard`, leaving an empty batch whose buffers
-    /// start at this batch's sizes.
-    pub fn seal(&mut self, shard: usize, format: RecordFormat) -> SealedBatch {
-        let records_cap = self.records.len().min(self.records_max);
-        let data_cap = self.data.len();
-        SealedBatch {
-            shard,
-            seq: self.seq,
-            format,
-            data: std::mem::replace(&mut self.data, Vec::with_capacity(data_cap)),
-            records: std::mem::replace(&mut self.records, Vec::with_capacity(records_cap)),
-            keys: std::mem::take(&mut self.keys),
-        }
-    }
-}
 
 pub struct Batcher {
     shard: usize,
@@ -156,9 +91,10 @@ impl Batcher {
             self.seal_open(&mut open)?;
         }
         if open.is_empty() {
-            open.seq = self.next_seq.get();
-            self.next_seq.set(open.seq + 1);
-            let _ = self.linger_kick.try_send(open.seq);
+            let seq = self.next_seq.get();
+            open.start(seq);
+            self.next_seq.set(seq + 1);
+            let _ = self.linger_kick.try_send(seq);
         }
         open.push(&scratch, event.message_id, &event.campaign.program_id);
         self.metrics.event_bytes.inc_by(scratch.len() as u64);
@@ -188,7 +124,7 @@ impl Batcher {
     /// Seals the open batch if it is still batch `seq` (a linger deadline passed).
     fn seal_if_still(&self, seq: u64) -> Result<(), QueueFull> {
         let mut open = self.open.borrow_mut();
-        if open.seq == seq && !open.is_empty() {
+        if open.seq() == seq && !open.is_empty() {
             self.seal_open(&mut open)
         } else {
             Ok(())
@@ -242,18 +178,22 @@ async fn writer_loop(
         loop {
             match sink.write(&batch).await {
                 Ok(()) => {
-                    batcher.healthy.set(true);
+                    if !batcher.healthy.replace(true) {
+                        tracing::info!(shard = batcher.shard, "sink writes succeed again");
+                    }
                     metrics.events_written.inc_by(batch.len() as u64);
                     metrics.sink_queue_batches.dec();
                     break;
                 }
                 Err(e) => {
-                    batcher.healthy.set(false);
+                    if batcher.healthy.replace(false) {
+                        tracing::warn!(
+                            shard = batcher.shard,
+                            error = %e,
+                            "sink writes failing; retrying with backoff, answering 503 when the queue fills"
+                        );
+                    }
                     metrics.sink_errors.inc();
-                    eprintln!(
-                        "beacon: shard {}: sink write failed, retrying in {delay} ms: {e}",
-                        batcher.shard
-                    );
                     glommio::timer::sleep(Duration::from_millis(delay)).await;
                     delay = (delay * 2).min(SINK_RETRY_MAX_MS);
                 }
@@ -261,19 +201,16 @@ async fn writer_loop(
         }
     }
     if let Err(e) = sink.close().await {
-        eprintln!(
-            "beacon: shard {}: closing the sink failed: {e}",
-            batcher.shard
-        );
+        tracing::error!(shard = batcher.shard, error = %e, "closing the sink failed");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::campaign::Campaign;
     use crate::metrics::Metrics;
-    use crate::sink::{LocalBoxFuture, SinkError};
+    use crate::model::Campaign;
+    use crate::ports::{LocalBoxFuture, SinkError};
     use std::cell::RefCell;
 
     /// A sink that fails every write while `down` is set, and records what it took.
@@ -300,31 +237,6 @@ mod tests {
         fn close(&mut self) -> LocalBoxFuture<'_, Result<(), SinkError>> {
             Box::pin(async { Ok(()) })
         }
-    }
-
-    #[test]
-    fn open_batches_hold_their_bounds_and_seal_what_they_hold() {
-        let mut b = OpenBatch::new(3, 100);
-        assert!(b.fits(100) && !b.fits(101));
-        for i in 0..3u8 {
-            assert!(b.fits(10));
-            b.push(&[i; 10], uuid::Uuid::nil(), "212313");
-        }
-        assert!(!b.fits(1), "record bound");
-        let sealed = b.seal(4, RecordFormat::Rkyv);
-        assert!(b.is_empty());
-        assert_eq!((sealed.shard, sealed.len()), (4, 3));
-        assert_eq!(sealed.record(2), &[2u8; 10]);
-        assert_eq!(sealed.campaign_id(1), "212313");
-        b.push(&[9; 95], uuid::Uuid::nil(), "1");
-        assert!(!b.fits(6), "byte bound");
-        let mut lone = OpenBatch::new(3, 100);
-        lone.push(&[0; 500], uuid::Uuid::nil(), "1");
-        assert_eq!(
-            lone.seal(0, RecordFormat::Rkyv).record(0).len(),
-            500,
-            "an oversized record travels alone"
-        );
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! HTTP routes: request parsing into a tracking `Meta`, and the non-tracking routes.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /event/{id}` | 200 + the reference's event JSON; 404 `"ProgramId not found"`; 403 invalid |
+//! | `GET /pixel/{id}` | 204, or 200 + 1x1 GIF when `Accept` lists only images |
+//! | `GET /health/check` | 200, empty (shallow, as the reference) |
+//! | `GET /health/ready` | 200 when every shard serves and every sink writes, else 503 |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! Bad ids get 400, paths over `path_bytes_max` 414, other methods 405, unknown paths 404;
+//! hyper answers heads over `header_bytes_max` with 431.
+
+mod request;
+mod response;
+mod rt;
+
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+
+pub use rt::{HyperStream, ShardTimer};
+
+use crate::metrics::BadRequest;
+use crate::model::Route;
+use crate::track::ShardCtx;
+use response::text;
+
+type Resp = Response<Full<Bytes>>;
+
+/// Serves one request on shard `ctx`; `peer_ip` is the TCP peer's address as text.
+pub async fn serve(
+    ctx: Rc<ShardCtx>,
+    peer_ip: Rc<str>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let started = Instant::now();
+    let (route, resp) = route(&ctx, &peer_ip, &req).await;
+    ctx.metrics.request(route, resp.status().as_u16());
+    ctx.metrics.latency(route, started.elapsed().as_secs_f64());
+    Ok(resp)
+}
+
+async fn route(ctx: &Rc<ShardCtx>, peer_ip: &str, req: &Request<Incoming>) -> (Route, Resp) {
+    let path = req.uri().path();
+    let tracking = if let Some(id) = path.strip_prefix("/event/") {
+        Some((Route::Event, id))
+    } else {
+        path.strip_prefix("/pixel/").map(|id| (Route::Pixel, id))
+    };
+    let route = match (tracking, path) {
+        (Some((r, _)), _) => r,
+        (None, "/health/check") => Route::HealthCheck,
+        (None, "/health/ready") => Route::HealthReady,
+        (None, "/metrics") => Route::Metrics,
+        _ => Route::Other,
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        ctx.metrics.bad(BadRequest::Method);
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET and HEAD are served\n",
+        );
+        r.headers_mut()
+            .insert("allow", HeaderValue::from_static("GET, HEAD"));
+        return (route, r);
+    }
+    if path.len() > ctx.shared.cfg().path_bytes_max {
+        ctx.metrics.bad(BadRequest::PathTooLong);
+        return (
+            route,
+            text(StatusCode::URI_TOO_LONG, "text/plain", "path too long\n"),
+        );
+    }
+    let resp = match (tracking, route) {
+        (Some((route, id)), _) => request::track(ctx, route, id, peer_ip, req).await,
+        (None, Route::HealthCheck) => text(StatusCode::OK, "text/plain", Bytes::new()),
+        (None, Route::HealthReady) => ready(ctx),
+        (None, Route::Metrics) => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            ctx.shared.metrics().render(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "no such route\n"),
+    };
+    (route, resp)
+}
+
+fn ready(ctx: &ShardCtx) -> Resp {
+    let shared = &ctx.shared;
+    let up = shared.shards_accepting();
+    let sinks_failing = shared.failing_sinks();
+    let stopping = shared.is_stopping();
+    let core = shared.core_data().status();
+    let sink = shared.sink().status();
+    let is_ready =
+        up == shared.shards() && sinks_failing.is_empty() && !stopping && core.up && sink.healthy;
+    let body = serde_json::json!({
+        "ready": is_ready,
+        "shards": shared.shards(),
+        "shards_up": up,
+        "stopping": stopping,
+        "sink": shared.sink().name(),
+        "sink_healthy": sink.healthy,
+        "sink_detail": sink.detail,
+        "sink_failing_shards": sinks_failing,
+        "core_data": shared.core_data().name(),
+        "core_data_up": core.up,
+        "core_data_detail": core.detail,
+    });
+    let status = if is_ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, "application/json", body.to_string())
+}

@@ -1,0 +1,159 @@
+//! A tracking request's head turned into the tracking path's `Meta`: the id check, the
+//! client's address, the trace id (echoed or new), and whether the client wants a GIF.
+
+use std::rc::Rc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, USER_AGENT};
+use hyper::{Request, StatusCode};
+
+use bytes::Bytes;
+
+use super::{response, Resp};
+use crate::metrics::BadRequest;
+use crate::model::{check_id, BadId, Route};
+use crate::track::{Meta, ShardCtx};
+
+pub const TRACE_HEADER: &str = "x-amzn-trace-id";
+/// Longest `X-Amzn-Trace-Id` echoed back; a longer one is replaced by a new id.
+pub const TRACE_ID_BYTES_MAX: usize = 256;
+
+pub(super) async fn track(
+    ctx: &Rc<ShardCtx>,
+    route: Route,
+    id: &str,
+    peer_ip: &str,
+    req: &Request<Incoming>,
+) -> Resp {
+    if let Err(bad) = check_id(id) {
+        ctx.metrics.bad(BadRequest::Id(bad));
+        let body: &'static [u8] = match bad {
+            BadId::Empty => b"\"ProgramId missing\"",
+            BadId::TooLong => b"\"ProgramId longer than 128 bytes\"",
+            BadId::BadChar => b"\"ProgramId may only hold A-Z a-z 0-9 _ -\"",
+        };
+        return response::text(
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            Bytes::from_static(body),
+        );
+    }
+    let headers = req.headers();
+    // A missing or non-UTF-8 User-Agent never loses the event: empty, or lossily decoded.
+    let user_agent = headers
+        .get(USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .unwrap_or_default();
+    let client_ip = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        .unwrap_or(peer_ip);
+    let given_trace = headers
+        .get(TRACE_HEADER)
+        .filter(|v| !v.is_empty() && v.len() <= TRACE_ID_BYTES_MAX)
+        .and_then(|v| v.to_str().ok());
+    let new_trace;
+    let trace_id = match given_trace {
+        Some(t) => t,
+        None => {
+            new_trace = NewTraceId::new();
+            new_trace.as_str()
+        }
+    };
+    let image_only = route == Route::Pixel && accepts_only_images(headers.get(ACCEPT));
+    let meta = Meta {
+        route,
+        id,
+        user_agent: &user_agent,
+        client_ip,
+        trace_id,
+        image_only,
+    };
+    let mut resp = response::reply(ctx.track(&meta).await);
+    if let Ok(v) = HeaderValue::from_str(trace_id) {
+        resp.headers_mut().insert(TRACE_HEADER, v);
+    }
+    resp
+}
+
+/// Bytes of a generated trace id: `Root=1-` + 8 hex + `-` + 24 hex.
+const TRACE_ID_BYTES: usize = 7 + 8 + 1 + 24;
+
+/// An X-Ray style root id, `Root=1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>`, built on the
+/// stack: this runs for every request that comes without a trace id.
+struct NewTraceId([u8; TRACE_ID_BYTES]);
+
+impl NewTraceId {
+    fn new() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0) as u32;
+        let mut out = [0u8; TRACE_ID_BYTES];
+        out[..7].copy_from_slice(b"Root=1-");
+        let mut hex = [0u8; 32];
+        uuid::Uuid::from_u128(u128::from(secs))
+            .simple()
+            .encode_lower(&mut hex);
+        out[7..15].copy_from_slice(&hex[24..]);
+        out[15] = b'-';
+        uuid::Uuid::new_v4().simple().encode_lower(&mut hex);
+        out[16..].copy_from_slice(&hex[..24]);
+        NewTraceId(out)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII by construction")
+    }
+}
+
+/// True when `Accept` is present and every media range in it is an image type.
+fn accepts_only_images(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut any = false;
+    for range in accept.split(',') {
+        let media = range.split(';').next().unwrap_or("").trim();
+        if media.is_empty() {
+            continue;
+        }
+        if !media.starts_with("image/") {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_only_accept_headers() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert!(accepts_only_images(Some(&h("image/gif"))));
+        assert!(accepts_only_images(Some(&h(
+            "image/webp,image/apng;q=0.9, image/*;q=0.8"
+        ))));
+        assert!(!accepts_only_images(Some(&h("image/webp,*/*;q=0.8"))));
+        assert!(!accepts_only_images(Some(&h("text/html"))));
+        assert!(!accepts_only_images(None));
+    }
+
+    #[test]
+    fn trace_ids_look_like_xray() {
+        let id = NewTraceId::new();
+        let t = id.as_str();
+        assert!(t.starts_with("Root=1-"));
+        assert_eq!(t.len(), "Root=1-".len() + 8 + 1 + 24);
+        let secs = u32::from_str_radix(&t[7..15], 16).unwrap();
+        assert!(secs > 1_700_000_000, "{t}");
+        assert!(t[16..].bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+        assert_ne!(NewTraceId::new().as_str(), t);
+    }
+}

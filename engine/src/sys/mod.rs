@@ -1,0 +1,14 @@
+//! The engine's view of the operating system: start-up checks, CPU affinity, CPU clocks as
+//! metrics, rate-limited warnings, and time limits on a shard's timers.
+
+mod affinity;
+mod cpu_clock;
+mod log_every;
+mod preflight;
+mod time;
+
+pub use affinity::{allowed_cpus, pin_current_thread};
+pub use cpu_clock::CpuClocks;
+pub use log_every::LogEvery;
+pub use preflight::{check as preflight, PreflightError};
+pub use time::timeout;

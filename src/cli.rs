@@ -1,0 +1,209 @@
+//! The command line: every command, argument and flag, and how `serve`'s flags override the
+//! configuration.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use beacon_engine::model::Campaign;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "beacon",
+    version,
+    about = "Thread-per-core ingest engine for ad tracking"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the engine.
+    Serve(ServeArgs),
+    /// Print every event under a data directory as JSON lines.
+    Tail {
+        /// The engine's --data-dir.
+        dir: PathBuf,
+    },
+    /// Work with the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Write campaign core data to Redis (hash + PUBLISH in one MULTI/EXEC).
+    CoreData {
+        #[command(subcommand)]
+        command: CoreDataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective values.
+    Check(ServeArgs),
+}
+
+#[derive(Subcommand)]
+pub enum CoreDataCommand {
+    /// Write every program of a JSON file in the reference's format.
+    Load {
+        file: PathBuf,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+    /// Write one program.
+    Put {
+        #[command(flatten)]
+        program: ProgramArgs,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+    /// Delete one program.
+    Delete {
+        program_id: String,
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+}
+
+/// One program's core data, in the reference's fields.
+#[derive(Args, Clone)]
+pub struct ProgramArgs {
+    #[arg(long)]
+    pub program_id: String,
+    #[arg(long)]
+    pub program_name: String,
+    #[arg(long)]
+    pub checksum: String,
+    #[arg(long)]
+    pub customer_id: i32,
+    #[arg(long)]
+    pub customer_name: String,
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub valid: bool,
+    /// Increasing per program; an engine ignores an update older than what it holds.
+    #[arg(long)]
+    pub version: Option<u64>,
+}
+
+impl From<ProgramArgs> for Campaign {
+    fn from(p: ProgramArgs) -> Campaign {
+        Campaign {
+            program_id: p.program_id,
+            program_name: p.program_name,
+            checksum: p.checksum,
+            customer_id: p.customer_id,
+            customer_name: p.customer_name,
+            valid: p.valid,
+            version: p.version,
+        }
+    }
+}
+
+#[derive(Args, Clone, Default)]
+pub struct RedisArgs {
+    /// TOML configuration file (its [redis] section is used).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// redis://[user:password@]host:port[/db] or rediss://… (also REDIS_HOST/REDIS_PORT).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+}
+
+/// Flags override environment variables, which override the file, which overrides defaults.
+#[derive(Args, Clone, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (see README "Configuration").
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Listen address, e.g. 0.0.0.0:8080.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Number of shards (default: available cores).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Directory for the embedded sink's segment files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Campaigns JSON file in the reference's format (default: the three sample programs).
+    #[arg(long)]
+    pub campaigns: Option<PathBuf>,
+    /// Add N synthetic campaigns (ids 1000000..) for benchmarks.
+    #[arg(long)]
+    pub synthetic_campaigns: Option<usize>,
+    /// owner | local.
+    #[arg(long, value_parser = ["owner", "local"])]
+    pub routing: Option<String>,
+    /// rkyv | protobuf.
+    #[arg(long, value_parser = ["rkyv", "protobuf"])]
+    pub record_format: Option<String>,
+    /// Pin each shard to a CPU (true | false).
+    #[arg(long)]
+    pub pin_shards: Option<bool>,
+    /// Core data in Redis: redis://[user:password@]host:port[/db] or rediss://…
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// CPU for the sidecar thread (default: a CPU no shard uses, if any).
+    #[arg(long)]
+    pub sidecar_cpu: Option<usize>,
+    /// Send events to this Kinesis stream (also EVENT_STREAM) instead of segment files.
+    #[arg(long)]
+    pub kinesis_stream: Option<String>,
+    /// Endpoint of a local implementation of the Kinesis API, e.g. http://127.0.0.1:4567.
+    #[arg(long)]
+    pub kinesis_endpoint: Option<String>,
+    /// Pack many events into each Kinesis record (KPL format, per destination shard).
+    #[arg(long)]
+    pub aggregation: bool,
+    /// Log lines as `text` (default) or `json` (one object per line).
+    #[arg(long, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// Which log lines to print, in RUST_LOG syntax, e.g. `info` or `warn,beacon::redis=debug`
+    /// (also BEACON_LOG).
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::default();
+        o.set("engine", "listen", self.listen.clone());
+        o.set("engine", "shards", self.shards.map(|v| v as i64));
+        o.set(
+            "engine",
+            "data_dir",
+            self.data_dir.as_ref().map(|p| p.display().to_string()),
+        );
+        o.set(
+            "campaigns",
+            "file",
+            self.campaigns.as_ref().map(|p| p.display().to_string()),
+        );
+        o.set(
+            "campaigns",
+            "synthetic",
+            self.synthetic_campaigns.map(|v| v as i64),
+        );
+        o.set("engine", "routing", self.routing.clone());
+        o.set("engine", "record_format", self.record_format.clone());
+        o.set("engine", "pin_shards", self.pin_shards);
+        o.set("redis", "url", self.redis_url.clone());
+        o.set("sidecar", "cpu", self.sidecar_cpu.map(|v| v as i64));
+        o.set("kinesis", "stream", self.kinesis_stream.clone());
+        o.set("kinesis", "endpoint", self.kinesis_endpoint.clone());
+        o.set("kinesis", "aggregation", self.aggregation.then_some(true));
+        o.set("log", "format", self.log_format.clone());
+        o.set("log", "level", self.log_level.clone());
+        o
+    }
+
+    pub fn load(&self) -> Result<Config> {
+        config::load(self.config.as_ref(), self.overrides())
+    }
+}

@@ -1,0 +1,74 @@
+//! `beacon core-data load|put|delete`: writes campaign core data to Redis (hash and PUBLISH in
+//! one MULTI/EXEC), as the reference's updater would.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use beacon_engine::model::{check_id, Campaign};
+
+use crate::cli::CoreDataCommand;
+use crate::config::{self, Overrides};
+
+pub fn run(command: CoreDataCommand) -> Result<()> {
+    let redis_args = match &command {
+        CoreDataCommand::Load { redis, .. }
+        | CoreDataCommand::Put { redis, .. }
+        | CoreDataCommand::Delete { redis, .. } => redis.clone(),
+    };
+    let mut overrides = Overrides::default();
+    overrides.set("redis", "url", redis_args.redis_url.clone());
+    let cfg = config::load(redis_args.config.as_ref(), overrides)?;
+    let Some(url) = cfg.redis.url.clone() else {
+        bail!("no Redis to write to: pass --redis-url redis://host:port (or set REDIS_HOST, BEACON_REDIS_URL, or [redis] url)");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut conn = beacon_redis::writer::connect(&url)
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        let redis = &cfg.redis;
+        match command {
+            CoreDataCommand::Load { file, .. } => {
+                let campaigns = read_campaigns(&file)?;
+                for c in &campaigns {
+                    checked(c)?;
+                    beacon_redis::writer::put(&mut conn, redis, c).await?;
+                }
+                let (n, channel) = (campaigns.len(), &redis.channel);
+                eprintln!("beacon: wrote {n} programs to {url} and announced each on {channel}");
+            }
+            CoreDataCommand::Put { program, .. } => {
+                let c = Campaign::from(program);
+                beacon_redis::writer::put(&mut conn, redis, checked(&c)?).await?;
+            }
+            CoreDataCommand::Delete {
+                program_id,
+                version,
+                ..
+            } => {
+                beacon_redis::writer::delete(&mut conn, redis, &program_id, version).await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn read_campaigns(file: &Path) -> Result<Vec<Campaign>> {
+    let json =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    serde_json::from_str(&json).with_context(|| {
+        format!(
+            "{} is not a JSON array of programs in the reference's format",
+            file.display()
+        )
+    })
+}
+
+/// `c`, if its id is one the engine would accept in a request path.
+fn checked(c: &Campaign) -> Result<&Campaign> {
+    check_id(&c.program_id)
+        .map_err(|why| anyhow::anyhow!("program id {:?}: {}", c.program_id, why.as_str()))?;
+    Ok(c)
+}
