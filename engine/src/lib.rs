@@ -48,7 +48,8 @@ pub use sys::{allowed_cpus, pin_current_thread, timeout};
 #[doc(hidden)]
 pub mod bench_api {
     pub use crate::batch::OpenBatch;
-    pub use crate::cache::{now_ms, L1Map, L1Owner, Probe};
+    pub use crate::cache::{L1Map, L1Owner, Probe};
+    pub use crate::sys::now_ms;
 }
 
 /// A glommio executor for unit tests that need one (timers, tasks, DMA files).

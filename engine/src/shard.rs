@@ -262,11 +262,13 @@ fn spawn_update_consumer(ctx: Rc<ShardCtx>, mut updates: UpdateStream) {
     .detach();
 }
 
-/// Publishes this shard's sink health for `/health/ready` on any shard.
+/// Publishes this shard's sink health for `/health/ready` on any shard, and renews the shard's
+/// wall-clock anchor (`sys::wall_ms`), every 100 ms.
 fn spawn_sink_health(ctx: Rc<ShardCtx>) {
     glommio::spawn_local(async move {
         loop {
             ctx.shared.set_sink_healthy(ctx.id, ctx.batcher.healthy());
+            crate::sys::reanchor();
             glommio::timer::sleep(Duration::from_millis(100)).await;
         }
     })

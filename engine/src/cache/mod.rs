@@ -23,7 +23,6 @@ mod map;
 mod owner;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::model::Campaign;
 use crate::ports::CoreDataError;
@@ -67,10 +66,4 @@ impl L1Outcome {
             L1Outcome::Stale => "stale",
         }
     }
-}
-
-/// Milliseconds since the first call in this process: a monotonic, cheap clock.
-pub fn now_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use futures_channel::oneshot;
 
 use super::map::Cached;
-use super::{now_ms, L1Map, LoadResult};
+use super::{L1Map, LoadResult};
 use crate::model::Campaign;
 use crate::ports::{CoreDataError, CoreDataLookup, CoreDataUpdate};
+use crate::sys::now_ms;
 
 /// What `L1Owner::apply` did with a pushed update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

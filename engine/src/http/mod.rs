@@ -41,13 +41,18 @@ pub async fn serve(
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let started = Instant::now();
-    let (route, resp) = route(&ctx, &peer_ip, &req).await;
+    let (route, resp) = route(&ctx, &peer_ip, &req, started).await;
     ctx.metrics.request(route, resp.status().as_u16());
     ctx.metrics.latency(route, started.elapsed().as_secs_f64());
     Ok(resp)
 }
 
-async fn route(ctx: &Rc<ShardCtx>, peer_ip: &str, req: &Request<Incoming>) -> (Route, Resp) {
+async fn route(
+    ctx: &Rc<ShardCtx>,
+    peer_ip: &str,
+    req: &Request<Incoming>,
+    at: Instant,
+) -> (Route, Resp) {
     let path = req.uri().path();
     let tracking = if let Some(id) = path.strip_prefix("/event/") {
         Some((Route::Event, id))
@@ -80,7 +85,7 @@ async fn route(ctx: &Rc<ShardCtx>, peer_ip: &str, req: &Request<Incoming>) -> (R
         );
     }
     let resp = match (tracking, route) {
-        (Some((route, id)), _) => request::track(ctx, route, id, peer_ip, req).await,
+        (Some((route, id)), _) => request::track(ctx, route, id, peer_ip, req, at).await,
         (None, Route::HealthCheck) => text(StatusCode::OK, "text/plain", Bytes::new()),
         (None, Route::HealthReady) => ready(ctx),
         (None, Route::Metrics) => text(

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, USER_AGENT};
+use hyper::header::{HeaderName, HeaderValue, ACCEPT, USER_AGENT};
 use hyper::{Request, StatusCode};
 
 use bytes::Bytes;
@@ -14,16 +14,24 @@ use crate::metrics::BadRequest;
 use crate::model::{check_id, BadId, Route};
 use crate::track::{Meta, ShardCtx};
 
-pub const TRACE_HEADER: &str = "x-amzn-trace-id";
+use std::time::Instant;
+
+use crate::sys::wall_ms;
+
+/// Header names as constants: a `&str` key would be parsed into a name on every lookup.
+pub const TRACE_HEADER: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// Longest `X-Amzn-Trace-Id` echoed back; a longer one is replaced by a new id.
 pub const TRACE_ID_BYTES_MAX: usize = 256;
 
+/// Serves a tracking request that arrived at `at`.
 pub(super) async fn track(
     ctx: &Rc<ShardCtx>,
     route: Route,
     id: &str,
     peer_ip: &str,
     req: &Request<Incoming>,
+    at: Instant,
 ) -> Resp {
     if let Err(bad) = check_id(id) {
         ctx.metrics.bad(BadRequest::Id(bad));
@@ -45,21 +53,21 @@ pub(super) async fn track(
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
         .unwrap_or_default();
     let client_ip = headers
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
         .map(str::trim)
         .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
         .unwrap_or(peer_ip);
     let given_trace = headers
-        .get(TRACE_HEADER)
+        .get(&TRACE_HEADER)
         .filter(|v| !v.is_empty() && v.len() <= TRACE_ID_BYTES_MAX)
         .and_then(|v| v.to_str().ok());
     let new_trace;
     let trace_id = match given_trace {
         Some(t) => t,
         None => {
-            new_trace = NewTraceId::new();
+            new_trace = NewTraceId::new((wall_ms(at) / 1000) as u32);
             new_trace.as_str()
         }
     };
@@ -71,6 +79,7 @@ pub(super) async fn track(
         client_ip,
         trace_id,
         image_only,
+        at,
     };
     let mut resp = response::reply(ctx.track(&meta).await);
     if let Ok(v) = HeaderValue::from_str(trace_id) {
@@ -87,11 +96,8 @@ const TRACE_ID_BYTES: usize = 7 + 8 + 1 + 24;
 struct NewTraceId([u8; TRACE_ID_BYTES]);
 
 impl NewTraceId {
-    fn new() -> Self {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0) as u32;
+    /// A new id for a request that arrived `secs` seconds after the Unix epoch.
+    fn new(secs: u32) -> Self {
         let mut out = [0u8; TRACE_ID_BYTES];
         out[..7].copy_from_slice(b"Root=1-");
         let mut hex = [0u8; 32];
@@ -147,13 +153,17 @@ mod tests {
 
     #[test]
     fn trace_ids_look_like_xray() {
-        let id = NewTraceId::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32;
+        let id = NewTraceId::new(now);
         let t = id.as_str();
         assert!(t.starts_with("Root=1-"));
         assert_eq!(t.len(), "Root=1-".len() + 8 + 1 + 24);
         let secs = u32::from_str_radix(&t[7..15], 16).unwrap();
-        assert!(secs > 1_700_000_000, "{t}");
         assert!(t[16..].bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
-        assert_ne!(NewTraceId::new().as_str(), t);
+        assert_eq!(secs, now);
+        assert_ne!(NewTraceId::new(now).as_str(), t);
     }
 }

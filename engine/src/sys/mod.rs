@@ -2,12 +2,14 @@
 //! metrics, rate-limited warnings, and time limits on a shard's timers.
 
 mod affinity;
+mod clock;
 mod cpu_clock;
 mod log_every;
 mod preflight;
 mod time;
 
 pub use affinity::{allowed_cpus, pin_current_thread};
+pub use clock::{mono_ms, now_ms, reanchor, wall_ms};
 pub use cpu_clock::CpuClocks;
 pub use log_every::LogEvery;
 pub use preflight::{check as preflight, PreflightError};

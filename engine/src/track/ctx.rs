@@ -8,7 +8,6 @@
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::channels::channel_mesh::Senders;
 
@@ -18,12 +17,13 @@ use super::meta::Meta;
 use super::pending::PendingTable;
 use super::reply::Reply;
 use crate::batch::Batcher;
-use crate::cache::{now_ms, L1Outcome, L1Owner, LoadResult, Probe};
+use crate::cache::{L1Outcome, L1Owner, LoadResult, Probe};
 use crate::config::OnUnavailable;
 use crate::metrics::{Refusal, ShardMetrics};
 use crate::model::{owner, Campaign, Event};
 use crate::ports::CoreDataError;
 use crate::state::Shared;
+use crate::sys::{mono_ms, wall_ms};
 
 /// Everything a shard needs to serve; one per shard, `!Send`.
 pub struct ShardCtx {
@@ -58,7 +58,7 @@ impl ShardCtx {
                 }
                 pending.await
             }
-            Serve::ReadOwnersMap => match self.shared.map(owner).probe(m.id, now_ms()) {
+            Serve::ReadOwnersMap => match self.shared.map(owner).probe(m.id, mono_ms(m.at)) {
                 Probe::Ready(campaign, outcome) => {
                     self.metrics.l1(outcome);
                     if outcome == L1Outcome::Stale {
@@ -89,7 +89,7 @@ impl ShardCtx {
 
     /// Answers from this shard's own L1 if it can without loading.
     pub fn try_owned_now(&self, m: &Meta<'_>) -> Option<Reply> {
-        match self.l1.map().probe(m.id, now_ms()) {
+        match self.l1.map().probe(m.id, mono_ms(m.at)) {
             Probe::Ready(campaign, outcome) => {
                 self.metrics.l1(outcome);
                 if outcome == L1Outcome::Stale {
@@ -103,7 +103,7 @@ impl ShardCtx {
 
     /// Answers from this shard's own L1, loading from core data if needed.
     pub async fn load_owned(self: &Rc<Self>, m: &Meta<'_>) -> Reply {
-        match self.l1.map().probe(m.id, now_ms()) {
+        match self.l1.map().probe(m.id, mono_ms(m.at)) {
             Probe::Ready(campaign, outcome) => {
                 self.metrics.l1(outcome);
                 self.accept(campaign.as_deref(), m, true)
@@ -162,10 +162,7 @@ impl ShardCtx {
             message_id: uuid::Uuid::new_v4(),
             campaign,
             user_agent: m.user_agent,
-            received_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            received_at_ms: wall_ms(m.at),
             client_ip: m.client_ip,
             trace_id: m.trace_id,
             validated,

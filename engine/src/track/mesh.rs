@@ -35,6 +35,7 @@ pub enum MeshMsg {
 pub struct FwdRequest {
     route: Route,
     image_only: bool,
+    at: std::time::Instant,
     buf: String,
     ends: [u32; 4],
 }
@@ -51,6 +52,7 @@ impl FwdRequest {
         FwdRequest {
             route: m.route,
             image_only: m.image_only,
+            at: m.at,
             buf,
             ends,
         }
@@ -65,6 +67,7 @@ impl FwdRequest {
             client_ip: &self.buf[e[1]..e[2]],
             trace_id: &self.buf[e[2]..e[3]],
             image_only: self.image_only,
+            at: self.at,
         }
     }
 }

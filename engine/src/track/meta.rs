@@ -1,5 +1,7 @@
 //! A tracking request's inputs, as the tracking path sees them.
 
+use std::time::Instant;
+
 use crate::model::Route;
 
 /// A tracking request's inputs, borrowed from the HTTP request or a forwarded copy.
@@ -12,4 +14,6 @@ pub struct Meta<'a> {
     pub trace_id: &'a str,
     /// `/pixel` from a client whose `Accept` lists only images: answer with a GIF.
     pub image_only: bool,
+    /// When the request arrived: the one clock reading its L1 lookup and event time come from.
+    pub at: Instant,
 }
