@@ -394,3 +394,54 @@ fn connections_over_the_per_shard_cap_are_closed_and_counted() {
         "counted"
     );
 }
+
+#[test]
+fn a_second_beacon_on_the_same_data_dir_or_port_exits_2_and_the_first_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut first = Beacon::start_in(&data, &["--shards", "2"], &[]);
+    let mut answered = Vec::new();
+    for _ in 0..30 {
+        let (status, _, body) = first.get("/event/212313", &[]);
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        answered.push(v["messageId"].as_str().unwrap().to_string());
+    }
+
+    // The same data directory, another port.
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another beacon"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
+
+    // The same port, another data directory.
+    let other = tmp.path().join("other");
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--listen", &first.addr.to_string(), "--data-dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another process is listening there"), "{err}");
+
+    for _ in 0..30 {
+        let (status, _, body) = first.get("/event/212314", &[]);
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        answered.push(v["messageId"].as_str().unwrap().to_string());
+    }
+    assert!(first.terminate().success());
+    let mut stored: Vec<String> = common::tail(&data)
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap().to_string())
+        .collect();
+    stored.sort();
+    answered.sort();
+    assert_eq!(stored, answered, "every answered event, once");
+}

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use beacon_engine::config::RecordFormat;
 use beacon_engine::model::decode;
-use common::kinesis::{FaultProxy, Kinesalite, AWS_ENV};
+use beacon_test_support::kinesis::{FaultProxy, Kinesalite, AWS_ENV};
 use common::Beacon;
 
 fn start(

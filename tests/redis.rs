@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis_server::RedisServer;
+use beacon_test_support::redis_server::RedisServer;
 use common::Beacon;
 use serde_json::Value;
 

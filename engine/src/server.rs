@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::ports::{CoreDataSource, Sink};
 use crate::shard::{self, ShardError, ShardInputs};
 use crate::state::Shared;
-use crate::sys::{allowed_cpus, preflight, PreflightError};
+use crate::sys::{allowed_cpus, preflight, DirLock, DirLockError, PreflightError};
 
 /// Connections the kernel queues per shard socket before the shard accepts them.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -26,7 +26,15 @@ pub enum ServerError {
     Config(Vec<FieldError>),
     #[error(transparent)]
     Preflight(#[from] PreflightError),
-    #[error("cannot listen on {addr}: {source} (is another server, perhaps an old beacon, using the port?)")]
+    #[error(transparent)]
+    DataDir(#[from] DirLockError),
+    #[error(
+        "cannot listen on {addr}: another process is listening there (`ss -ltnp 'sport = :{port}'` \
+         shows which): stop it, or give this beacon another --listen",
+        port = addr.port()
+    )]
+    AddrInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -39,6 +47,8 @@ pub enum ServerError {
 
 /// A running server. `wait` blocks until it has shut down.
 pub struct Server {
+    /// Held until the server has stopped: no other beacon writes this data directory.
+    _data_dir: DirLock,
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     handles: Vec<glommio::ExecutorJoinHandle<Result<(), ShardError>>>,
@@ -59,6 +69,7 @@ impl Server {
             .map_err(ServerError::Config)?;
         let shards = cfg.shard_count();
         preflight(shards, cfg.io_memory_bytes)?;
+        let data_dir = DirLock::acquire(&cfg.data_dir)?;
         let (sockets, local_addr) = bind_all(cfg.listen, shards)?;
         let shared = Arc::new(Shared::new(cfg, sink.clone(), core_data.clone(), metrics));
         let cfg = shared.cfg();
@@ -87,6 +98,7 @@ impl Server {
             handles.push(handle);
         }
         Ok(Server {
+            _data_dir: data_dir,
             shared,
             local_addr,
             handles,
@@ -134,9 +146,28 @@ impl Stopper {
     }
 }
 
+/// Fails if another process listens on `addr`. SO_REUSEPORT would let the shards join that
+/// process's sockets silently, and the kernel would split the traffic between the two, so
+/// first a socket without it tries the address: only a listener there makes that bind fail.
+fn check_free(addr: SocketAddr) -> Result<(), ServerError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let err = |source| ServerError::Bind { addr, source };
+    let probe =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    probe.set_reuse_address(true).map_err(err)?;
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ServerError::AddrInUse { addr }),
+        Err(e) => Err(err(e)),
+    }
+}
+
 /// Binds `shards` sockets to `addr` with SO_REUSEPORT. With port 0 the first socket picks the
 /// port and the others join it.
 fn bind_all(addr: SocketAddr, shards: usize) -> Result<(Vec<OwnedFd>, SocketAddr), ServerError> {
+    check_free(addr)?;
     let mut bound = addr;
     let mut sockets = Vec::with_capacity(shards);
     for _ in 0..shards {

@@ -1,9 +1,6 @@
 //! Test fixture: runs the real `beacon` binary on 127.0.0.1:0 and talks HTTP to it.
 #![allow(dead_code)]
 
-pub mod kinesis;
-pub mod redis_server;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -16,15 +13,6 @@ pub struct Beacon {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub agent: ureq::Agent,
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn bin() -> &'static str {
@@ -122,6 +110,11 @@ impl Beacon {
     }
 
     /// SIGTERM, then wait for the exit status (at most 30 s).
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn terminate(&mut self) -> ExitStatus {
         let child = self.child.as_mut().unwrap();
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

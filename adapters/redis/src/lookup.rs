@@ -67,9 +67,13 @@ impl LookupTask {
         metrics: RedisMetrics,
         health: Arc<Health>,
     ) -> Self {
+        // The manager reconnects by itself after a dropped connection, with the same bounds
+        // as every other reconnect here, so lookups come back soon after Redis does.
         let manager_cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
-            .set_response_timeout(Some(cfg.timeout()));
+            .set_response_timeout(Some(cfg.timeout()))
+            .set_min_delay(Duration::from_millis(cfg.reconnect_min_ms))
+            .set_max_delay(Duration::from_millis(cfg.reconnect_max_ms));
         LookupTask {
             client,
             backoff: cfg.backoff(),

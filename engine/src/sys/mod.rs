@@ -4,6 +4,7 @@
 mod affinity;
 mod clock;
 mod cpu_clock;
+mod dir_lock;
 mod log_every;
 mod preflight;
 mod time;
@@ -11,6 +12,7 @@ mod time;
 pub use affinity::{allowed_cpus, pin_current_thread};
 pub use clock::{mono_ms, now_ms, reanchor, wall_ms};
 pub use cpu_clock::CpuClocks;
+pub use dir_lock::{DirLock, DirLockError};
 pub use log_every::LogEvery;
 pub use preflight::{check as preflight, PreflightError};
 pub use time::timeout;

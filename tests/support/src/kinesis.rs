@@ -18,7 +18,7 @@ pub const AWS_ENV: [(&str, &str); 4] = [
 ];
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate::repo_root()
 }
 
 /// Starts `node <script> <args>` and waits for its "listening on 127.0.0.1:<port>" line.
