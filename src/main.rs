@@ -37,8 +37,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Before or instead of the log: the one line a failed command leaves.
-            eprintln!("beacon: {e:#}");
+            // Before or instead of the log: the one line a failed command leaves, each cause
+            // once (a message that already quotes its source is not followed by it again).
+            let mut line = e.to_string();
+            for cause in e.chain().skip(1).map(|c| c.to_string()) {
+                if !line.contains(&cause) {
+                    line = format!("{line}: {cause}");
+                }
+            }
+            eprintln!("beacon: {line}");
             ExitCode::from(2)
         }
     }

@@ -62,7 +62,8 @@ fn reference_routes_answer_like_the_reference() {
         "/pixel/212314",
         &[
             ("Accept", "image/webp,image/*"),
-            ("X-Forwarded-For", "203.0.113.7, 10.0.0.1"),
+            // An ALB appends the address it got the request from; the left is the client's word.
+            ("X-Forwarded-For", "198.51.100.1, 203.0.113.7"),
         ],
     );
     assert_eq!(status, 200);
@@ -444,4 +445,63 @@ fn a_second_beacon_on_the_same_data_dir_or_port_exits_2_and_the_first_loses_noth
     stored.sort();
     answered.sort();
     assert_eq!(stored, answered, "every answered event, once");
+}
+
+#[test]
+fn head_makes_no_event_and_the_client_ip_is_what_the_alb_saw() {
+    let mut b = Beacon::start(&["--shards", "1"], &[]);
+    let head = b.raw(b"HEAD /pixel/212313 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 204"), "{head}");
+    let (status, _, _) = b.get("/pixel/212313/", &[]);
+    assert_eq!(status, 204, "a trailing slash is the same campaign");
+    let (status, _, _) = b.get(
+        "/pixel/212312",
+        &[("X-Forwarded-For", "6.6.6.6, 203.0.113.7")],
+    );
+    assert_eq!(status, 204);
+    assert!(b.terminate().success());
+    let events = b.tail();
+    assert_eq!(events.len(), 2, "HEAD made no event: {events:?}");
+    let forwarded = events.iter().find(|e| e["program_id"] == "212312").unwrap();
+    assert_eq!(forwarded["client_ip"], "203.0.113.7");
+}
+
+#[test]
+fn tail_refuses_what_is_not_a_data_directory_and_fails_on_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tail = |dir: &std::path::Path| {
+        std::process::Command::new(common::bin())
+            .arg("tail")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = tail(tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no beacon data"));
+
+    let data = tmp.path().join("data");
+    let mut b = Beacon::start_in(&data, &["--shards", "1"], &[]);
+    assert_eq!(b.get("/pixel/212313", &[]).0, 204);
+    assert!(b.terminate().success());
+    let out = tail(&data.join("shard-0"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one shard's folder"));
+    assert!(tail(&data).status.success());
+
+    let seg = std::fs::read_dir(data.join("shard-0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 2)
+        .unwrap();
+    let out = tail(&data);
+    assert_eq!(out.status.code(), Some(2), "a torn record is not success");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("torn"));
 }

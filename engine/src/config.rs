@@ -124,6 +124,12 @@ pub struct EngineConfig {
     pub header_bytes_max: usize,
     /// Longest request path in bytes; longer ones get 414. Default 1024.
     pub path_bytes_max: usize,
+    /// Proxies in front of beacon that append the address they got a request from to
+    /// `X-Forwarded-For` (an ALB is one). The client's address is the entry this many places
+    /// from the right; 0 ignores the header (beacon faces clients directly); a header with
+    /// fewer entries, or one that is not an address there, falls back to the peer's address.
+    /// Entries further left are the client's own word and never used. Default 1 (an ALB).
+    pub trusted_proxy_hops: usize,
     /// Milliseconds a client has to send a complete request head. hyper starts this timer
     /// whenever it waits for a head, so it is also the keep-alive idle timeout. Default 10,000.
     pub header_read_timeout_ms: u64,
@@ -160,6 +166,7 @@ impl Default for EngineConfig {
             connections_per_shard_max: 10_000,
             header_bytes_max: 8192,
             path_bytes_max: 1024,
+            trusted_proxy_hops: 1,
             header_read_timeout_ms: 10_000,
             shutdown_grace_ms: 5_000,
             mesh_channel_capacity: 1024,
@@ -331,6 +338,8 @@ impl EngineConfig {
         let head = self.header_bytes_max as u64;
         check.check("header_bytes_max", head, 8192, 1 << 20);
         check.check("path_bytes_max", self.path_bytes_max as u64, 16, head);
+        let hops = self.trusted_proxy_hops as u64;
+        check.check("trusted_proxy_hops", hops, 0, 16);
         let header_ms = self.header_read_timeout_ms;
         check.check("header_read_timeout_ms", header_ms, 10, 3_600_000);
         check.check("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000);

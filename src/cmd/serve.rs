@@ -20,6 +20,18 @@ const FORCE_EXIT_AFTER: Duration = Duration::from_secs(1);
 pub fn run(cfg: Config) -> Result<()> {
     crate::log::init(&cfg.log)?;
     super::warn_unused_reference_env(&cfg);
+    let (shards, cpus) = (
+        cfg.engine.shard_count(),
+        beacon_engine::allowed_cpus().len(),
+    );
+    if cpus > 0 && shards > cpus {
+        tracing::warn!(
+            shards,
+            cpus,
+            "more shards than CPUs this process may run on: shards share CPUs and wait for each \
+             other; --shards {cpus} fits this machine"
+        );
+    }
     let metrics = Metrics::new();
     // Created before the server and dropped after it: the sidecar outlives every shard, so
     // every job a shard hands it gets an answer.

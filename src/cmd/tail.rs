@@ -14,6 +14,7 @@ pub fn run(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
+    check_holds_beacon_data(dir)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_err = None;
@@ -34,7 +35,7 @@ pub fn run(dir: &Path) -> Result<()> {
             return Err(e.into());
         }
     }
-    for p in problems {
+    for p in &problems {
         eprintln!(
             "beacon tail: {} at byte {}: {}",
             p.path.display(),
@@ -42,5 +43,36 @@ pub fn run(dir: &Path) -> Result<()> {
             p.what
         );
     }
+    if !problems.is_empty() {
+        bail!(
+            "{} problem(s) in {} (above); every readable record was printed",
+            problems.len(),
+            dir.display()
+        );
+    }
     Ok(())
+}
+
+/// Refuses a directory that is not an engine's data directory (a shard's folder, an empty
+/// folder, some other directory), which would otherwise print nothing and look like success.
+fn check_holds_beacon_data(dir: &Path) -> Result<()> {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.iter().any(|n| n.starts_with("shard-")) {
+        return Ok(());
+    }
+    if names.iter().any(|n| n.ends_with(".seg")) {
+        bail!(
+            "{} is one shard's folder; pass the data directory above it (the engine's --data-dir)",
+            dir.display()
+        );
+    }
+    bail!(
+        "{} holds no beacon data: expected shard-<k>/ folders of segment files, as the engine's \
+         --data-dir holds when events go to segment files",
+        dir.display()
+    )
 }

@@ -59,6 +59,8 @@ async fn route(
     } else {
         path.strip_prefix("/pixel/").map(|id| (Route::Pixel, id))
     };
+    // `/event/212313/` is the same campaign as `/event/212313`, not a bad character.
+    let tracking = tracking.map(|(r, id)| (r, id.strip_suffix('/').unwrap_or(id)));
     let route = match (tracking, path) {
         (Some((r, _)), _) => r,
         (None, "/health/check") => Route::HealthCheck,

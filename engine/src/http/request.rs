@@ -52,13 +52,8 @@ pub(super) async fn track(
         .get(USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
         .unwrap_or_default();
-    let client_ip = headers
-        .get(X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
-        .unwrap_or(peer_ip);
+    let forwarded = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+    let client_ip = client_ip(forwarded, ctx.shared.cfg().trusted_proxy_hops, peer_ip);
     let given_trace = headers
         .get(&TRACE_HEADER)
         .filter(|v| !v.is_empty() && v.len() <= TRACE_ID_BYTES_MAX)
@@ -80,6 +75,9 @@ pub(super) async fn track(
         trace_id,
         image_only,
         at,
+        // `HEAD` is answered as `GET` is, without an event: link prefetchers and monitors
+        // send it, and their requests are no impressions.
+        record: req.method() != hyper::Method::HEAD,
     };
     let mut resp = response::reply(ctx.track(&meta).await);
     if let Ok(v) = HeaderValue::from_str(trace_id) {
@@ -116,6 +114,19 @@ impl NewTraceId {
     }
 }
 
+/// The client's address: the entry `hops` places from the right of `X-Forwarded-For` (each
+/// trusted proxy appends the address it got the request from), else the peer's.
+fn client_ip<'a>(forwarded: Option<&'a str>, hops: usize, peer: &'a str) -> &'a str {
+    if hops == 0 {
+        return peer;
+    }
+    forwarded
+        .and_then(|list| list.rsplit(',').nth(hops - 1))
+        .map(str::trim)
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        .unwrap_or(peer)
+}
+
 /// True when `Accept` is present and every media range in it is an image type.
 fn accepts_only_images(accept: Option<&HeaderValue>) -> bool {
     let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
@@ -138,6 +149,21 @@ fn accepts_only_images(accept: Option<&HeaderValue>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_what_the_first_trusted_proxy_saw() {
+        let peer = "10.0.0.9";
+        // An ALB appends the address it got the request from; what came before is the
+        // client's own word.
+        let h = Some("6.6.6.6, 203.0.113.7");
+        assert_eq!(client_ip(h, 1, peer), "203.0.113.7");
+        assert_eq!(client_ip(h, 2, peer), "6.6.6.6");
+        assert_eq!(client_ip(h, 3, peer), peer, "fewer entries than proxies");
+        assert_eq!(client_ip(h, 0, peer), peer, "no trusted proxy");
+        assert_eq!(client_ip(None, 1, peer), peer);
+        assert_eq!(client_ip(Some("not-an-ip"), 1, peer), peer);
+        assert_eq!(client_ip(Some(" 2001:db8::1 "), 1, peer), "2001:db8::1");
+    }
 
     #[test]
     fn image_only_accept_headers() {

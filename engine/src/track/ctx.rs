@@ -167,6 +167,9 @@ impl ShardCtx {
             trace_id: m.trace_id,
             validated,
         };
+        if !m.record {
+            return accepted(m.route, m.image_only, || event.response_json());
+        }
         if self.batcher.append(&event).is_err() {
             self.metrics.refused(Refusal::Backpressure);
             return Reply::Busy;

@@ -36,6 +36,7 @@ pub struct FwdRequest {
     route: Route,
     image_only: bool,
     at: std::time::Instant,
+    record: bool,
     buf: String,
     ends: [u32; 4],
 }
@@ -53,6 +54,7 @@ impl FwdRequest {
             route: m.route,
             image_only: m.image_only,
             at: m.at,
+            record: m.record,
             buf,
             ends,
         }
@@ -68,6 +70,7 @@ impl FwdRequest {
             trace_id: &self.buf[e[2]..e[3]],
             image_only: self.image_only,
             at: self.at,
+            record: self.record,
         }
     }
 }

@@ -16,4 +16,6 @@ pub struct Meta<'a> {
     pub image_only: bool,
     /// When the request arrived: the one clock reading its L1 lookup and event time come from.
     pub at: Instant,
+    /// Whether an accepted request becomes an event (`false` for `HEAD`).
+    pub record: bool,
 }
