@@ -78,10 +78,13 @@ pub struct Outcome {
 }
 
 /// Whether a step met the SLO, and if not, why.
-pub fn judge(r: &load::Report, slo_p99_ms: f64) -> (bool, String) {
+pub fn judge(r: &load::Report, slo_p99_ms: f64, allowed_non_2xx: f64) -> (bool, String) {
     let failed = r.failed();
     if failed > 0 {
         return (false, format!("{failed} failed requests"));
+    }
+    if let Some(why) = r.error_verdict(allowed_non_2xx) {
+        return (false, why);
     }
     if r.achieved_rps < 0.95 * r.offered_rps as f64 {
         return (
@@ -111,7 +114,8 @@ fn measure(a: &CapacityArgs, rate: u64) -> Result<Step> {
     let report = load::run(&a.workload, rate, a.step_seconds, &bar)?;
     let after = scrape::fetch(&a.workload.target)?;
     let d: Totals = after.since(&before);
-    let (passed, verdict) = judge(&report, a.slo_p99_ms);
+    let allowed = a.workload.allowed_non_2xx_share();
+    let (passed, verdict) = judge(&report, a.slo_p99_ms, allowed);
     Ok(Step {
         passed,
         verdict,
@@ -419,16 +423,22 @@ mod tests {
 
     #[test]
     fn a_step_passes_only_on_time_complete_and_without_errors() {
-        assert!(judge(&report(1000, 999.0, 0.8, &[("204", 10)]), 1.0).0);
-        let (ok, why) = judge(&report(1000, 999.0, 1.2, &[("204", 10)]), 1.0);
+        assert!(judge(&report(1000, 999.0, 0.8, &[("204", 10)]), 1.0, 0.01).0);
+        let (ok, why) = judge(&report(1000, 999.0, 1.2, &[("204", 10)]), 1.0, 0.01);
         assert!(!ok && why.contains("p99 1.200"), "{why}");
-        let (ok, why) = judge(&report(1000, 999.0, 0.5, &[("503", 1)]), 1.0);
+        let (ok, why) = judge(&report(1000, 999.0, 0.5, &[("503", 1)]), 1.0, 0.01);
         assert!(!ok && why.contains("1 failed"), "{why}");
-        let (ok, why) = judge(&report(1000, 700.0, 0.5, &[("204", 10)]), 1.0);
+        let (ok, why) = judge(&report(1000, 700.0, 0.5, &[("204", 10)]), 1.0, 0.01);
         assert!(!ok && why.contains("achieved 700"), "{why}");
+        let unknown_ids = [("204", 950), ("404", 50)];
         assert!(
-            judge(&report(1000, 999.0, 0.5, &[("404", 10)]), 1.0).0,
-            "4xx are answers"
+            judge(&report(1000, 999.0, 0.5, &unknown_ids), 1.0, 0.06).0,
+            "404s for the unknown ids asked for are answers"
+        );
+        let (ok, why) = judge(&report(1000, 999.0, 0.5, &[("404", 10)]), 1.0, 0.01);
+        assert!(
+            !ok && why.contains("no 2xx answer"),
+            "a server that knows no id: {why}"
         );
     }
 

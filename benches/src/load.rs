@@ -76,6 +76,19 @@ pub struct Workload {
     /// connection is replaced, so a stalled server cannot hang a run.
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
+    /// Share of requests (0..1) that may go without a 2xx answer beyond `--unknown-share`
+    /// before a run (or a capacity step) is an error: a server answering 404 to every id
+    /// measures nothing.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_share: f64,
+}
+
+impl Workload {
+    /// Share of requests that may go without a 2xx answer: the unknown ids asked for, and
+    /// `max_error_share` more.
+    pub fn allowed_non_2xx_share(&self) -> f64 {
+        self.unknown_share + self.max_error_share
+    }
 }
 
 #[derive(Args, Clone, Debug)]
@@ -94,6 +107,9 @@ pub struct LoadArgs {
     /// No progress bar (for scripts).
     #[arg(long)]
     pub quiet: bool,
+    /// Exit 0 even when more than the allowed share of requests got no 2xx answer.
+    #[arg(long)]
+    pub allow_errors: bool,
 }
 
 /// How request paths are drawn.
@@ -197,6 +213,35 @@ pub struct Report {
 impl Report {
     pub fn latency(&self, key: &str) -> f64 {
         self.latency_ms.get(key).copied().unwrap_or(f64::NAN)
+    }
+
+    /// Requests answered with anything but a 2xx, or not answered at all.
+    pub fn not_2xx(&self) -> u64 {
+        let other: u64 = self
+            .statuses
+            .iter()
+            .filter(|(s, _)| !s.starts_with('2'))
+            .map(|(_, n)| n)
+            .sum();
+        other + self.errors.values().sum::<u64>()
+    }
+
+    /// Why this run measured errors rather than the server, if more than `allowed` of its
+    /// requests went without a 2xx answer.
+    pub fn error_verdict(&self, allowed: f64) -> Option<String> {
+        let sent = self.statuses.values().sum::<u64>() + self.errors.values().sum::<u64>();
+        let bad = self.not_2xx();
+        let share = bad as f64 / sent.max(1) as f64;
+        (sent == 0 || share > allowed).then(|| {
+            format!(
+                "{bad} of {sent} requests ({:.1}%, more than the {:.1}% allowed) got no 2xx answer \
+                 (statuses: {}; errors: {})",
+                share * 100.0,
+                allowed * 100.0,
+                join_counts(&self.statuses),
+                join_counts(&self.errors)
+            )
+        })
     }
 
     /// Requests that failed: no response, or a 5xx (a 4xx is the answer to a bad request).
@@ -473,6 +518,7 @@ mod tests {
             threads: 1,
             seed: 7,
             timeout_ms: 10_000,
+            max_error_share: 0.01,
         }
     }
 

@@ -155,3 +155,29 @@ fn capacity_without_an_engine_says_where_it_looked() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_load_run_that_gets_no_2xx_exits_non_zero_unless_allowed() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_beacon-bench"))
+            .args(["load", "--quiet", "--rate", "50", "--seconds", "1"])
+            .args(["--connections", "2", "--timeout-ms", "500"])
+            .args(["--target", &format!("http://127.0.0.1:{port}")])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[]);
+    assert!(!refused.status.success(), "nothing listens there");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("no 2xx answer") && err.contains("--allow-errors"),
+        "{err}"
+    );
+    assert!(run(&["--allow-errors"]).status.success());
+}

@@ -38,6 +38,15 @@ fn main() -> Result<()> {
             if let Some(path) = &args.json {
                 write_json(path, &report)?;
             }
+            let allowed = args.workload.allowed_non_2xx_share();
+            if let (false, Some(why)) = (args.allow_errors, report.error_verdict(allowed)) {
+                anyhow::bail!(
+                    "{why}: this run measured errors, not the engine (does the engine hold \
+                     campaigns {}..? start it with --synthetic-campaigns; pass --allow-errors \
+                     to accept such a run)",
+                    args.workload.first_id
+                );
+            }
         }
         Command::Capacity(args) => {
             let outcome = capacity::run(&args)?;
