@@ -77,7 +77,7 @@ fn fields_of<T: Serialize + Default>() -> Vec<String> {
 /// Fields of each section, including optional ones a default leaves out.
 fn known_fields(section: &str) -> Vec<String> {
     let (mut fields, optional): (Vec<String>, &[&str]) = match section {
-        "engine" => (fields_of::<EngineConfig>(), &["shards"]),
+        "engine" => (fields_of::<EngineConfig>(), &["shards", "io_memory_bytes"]),
         "segments" => (fields_of::<SegmentsConfig>(), &[]),
         "campaigns" => (fields_of::<CampaignsConfig>(), &["file"]),
         "redis" => (fields_of::<RedisConfig>(), &["url"]),

@@ -505,3 +505,43 @@ fn tail_refuses_what_is_not_a_data_directory_and_fails_on_damage() {
     assert_eq!(out.status.code(), Some(2), "a torn record is not success");
     assert!(String::from_utf8_lossy(&out.stderr).contains("torn"));
 }
+
+#[test]
+fn sixteen_shards_fit_a_common_8_mib_memlock_limit_with_one_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -l 8192 && exec {} serve --listen 127.0.0.1:0 --shards 16 --data-dir {}",
+            common::bin(),
+            tmp.path().join("data").display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let agent = common::agent();
+    let status = agent
+        .get(format!("http://{addr}/pixel/212313"))
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 204);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("locked-memory limit holds"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+}

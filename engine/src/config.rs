@@ -19,6 +19,12 @@ pub const BATCH_RECORDS_CEILING: usize = 1 << 16;
 pub const BATCH_BYTES_CEILING: usize = 1 << 30;
 const _: () = assert!(BATCH_BYTES_CEILING <= u32::MAX as usize);
 const _: () = assert!(BATCH_RECORDS_CEILING <= BATCH_BYTES_CEILING);
+/// Registered io_uring memory per shard when `io_memory_bytes` is not set and the locked-memory
+/// limit allows it.
+pub const IO_MEMORY_DEFAULT_BYTES: usize = 512 << 10;
+/// The least registered io_uring memory per shard beacon runs with.
+pub const IO_MEMORY_MIN_BYTES: usize = 64 << 10;
+const _: () = assert!(IO_MEMORY_MIN_BYTES <= IO_MEMORY_DEFAULT_BYTES);
 /// The longest campaign id the engine accepts; longer ids are answered 400.
 pub const CAMPAIGN_ID_BYTES_MAX: usize = 128;
 
@@ -140,8 +146,10 @@ pub struct EngineConfig {
     /// Default 1024.
     pub mesh_channel_capacity: usize,
     /// Bytes of io_uring registered buffer memory per shard (counts against `ulimit -l`).
-    /// Default 512 KiB; the engine does no DMA file I/O that needs more.
-    pub io_memory_bytes: usize,
+    /// Default: 512 KiB, or less when the locked-memory limit cannot hold that for every shard
+    /// (at least 64 KiB; one warning line says what was chosen). Set, it is used as given and
+    /// a limit too small for it stops the start with a line saying what to change.
+    pub io_memory_bytes: Option<usize>,
     /// Microseconds a shard busy-polls before it parks when idle. Default 0 (see BENCHMARKS.md).
     pub spin_before_park_us: u64,
 }
@@ -170,7 +178,7 @@ impl Default for EngineConfig {
             header_read_timeout_ms: 10_000,
             shutdown_grace_ms: 5_000,
             mesh_channel_capacity: 1024,
-            io_memory_bytes: 512 << 10,
+            io_memory_bytes: None,
             spin_before_park_us: 0,
         }
     }
@@ -345,8 +353,14 @@ impl EngineConfig {
         check.check("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000);
         let mesh = self.mesh_channel_capacity as u64;
         check.check("mesh_channel_capacity", mesh, 1, 1 << 20);
-        let io = self.io_memory_bytes as u64;
-        check.check("io_memory_bytes", io, 64 << 10, 1 << 30);
+        if let Some(io) = self.io_memory_bytes {
+            check.check(
+                "io_memory_bytes",
+                io as u64,
+                IO_MEMORY_MIN_BYTES as u64,
+                1 << 30,
+            );
+        }
         check.check(
             "spin_before_park_us",
             self.spin_before_park_us,

@@ -68,7 +68,7 @@ impl Server {
         cfg.validate_for_sink(sink.batch_limits())
             .map_err(ServerError::Config)?;
         let shards = cfg.shard_count();
-        preflight(shards, cfg.io_memory_bytes)?;
+        let io_memory = preflight(shards, cfg.io_memory_bytes)?;
         let data_dir = DirLock::acquire(&cfg.data_dir)?;
         let (sockets, local_addr) = bind_all(cfg.listen, shards)?;
         let shared = Arc::new(Shared::new(cfg, sink.clone(), core_data.clone(), metrics));
@@ -91,7 +91,7 @@ impl Server {
             };
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("beacon-shard-{i}"))
-                .io_memory(cfg.io_memory_bytes)
+                .io_memory(io_memory)
                 .spin_before_park(Duration::from_micros(cfg.spin_before_park_us))
                 .spawn(move || shard::run(inputs))
                 .map_err(|e| ServerError::Executor(e.to_string()))?;

@@ -1,6 +1,8 @@
 //! Start-up checks that turn an environment beacon cannot run in into one line saying what to
 //! change, instead of a panic deep inside the io_uring runtime.
 
+use crate::config::{IO_MEMORY_DEFAULT_BYTES, IO_MEMORY_MIN_BYTES};
+
 /// io_uring ring memory per shard: the three rings glommio sets up, rounded up generously.
 const RING_MEMORY_PER_SHARD_BYTES: u64 = 256 << 10;
 
@@ -26,21 +28,41 @@ pub enum PreflightError {
     },
 }
 
-/// Checks io_uring and the memlock limit for `shards` shards.
-pub fn check(shards: usize, io_memory_bytes: usize) -> Result<(), PreflightError> {
+/// Checks io_uring and the memlock limit for `shards` shards; the registered memory each shard
+/// gets: `configured` if set (and it fits), else the default or as much as the limit holds.
+pub fn check(shards: usize, configured: Option<usize>) -> Result<usize, PreflightError> {
     probe_io_uring().map_err(PreflightError::IoUring)?;
-    let need = shards as u64 * (io_memory_bytes as u64 + RING_MEMORY_PER_SHARD_BYTES);
+    let io_memory = match (configured, memlock_limit()) {
+        (Some(io), _) => io,
+        (None, None) => IO_MEMORY_DEFAULT_BYTES,
+        (None, Some(have)) => {
+            let per_shard = (have / shards as u64).saturating_sub(RING_MEMORY_PER_SHARD_BYTES);
+            let fit = (per_shard as usize / 4096 * 4096).min(IO_MEMORY_DEFAULT_BYTES);
+            if (IO_MEMORY_MIN_BYTES..IO_MEMORY_DEFAULT_BYTES).contains(&fit) {
+                tracing::warn!(
+                    shards,
+                    memlock_kib = have / 1024,
+                    io_memory_bytes = fit,
+                    "the locked-memory limit holds {} KiB of io_uring buffers per shard, not the \
+                     default 512 KiB: using that (raise `ulimit -l` or set io_memory_bytes to choose)",
+                    fit / 1024
+                );
+            }
+            fit.max(IO_MEMORY_MIN_BYTES)
+        }
+    };
+    let need = shards as u64 * (io_memory as u64 + RING_MEMORY_PER_SHARD_BYTES);
     if let Some(have) = memlock_limit() {
         if have < need {
             return Err(PreflightError::Memlock {
                 have_kib: have / 1024,
                 need_kib: need.div_ceil(1024),
                 shards,
-                io_memory: io_memory_bytes,
+                io_memory,
             });
         }
     }
-    Ok(())
+    Ok(io_memory)
 }
 
 /// Sets up and tears down a one-entry ring.
@@ -78,9 +100,15 @@ mod tests {
 
     #[test]
     fn this_machine_passes_with_small_io_memory_and_fails_with_huge() {
-        check(2, 512 << 10).unwrap();
+        assert_eq!(check(2, Some(512 << 10)).unwrap(), 512 << 10);
+        let chosen = check(2, None).unwrap();
+        assert!((IO_MEMORY_MIN_BYTES..=IO_MEMORY_DEFAULT_BYTES).contains(&chosen));
         if let Some(have) = memlock_limit() {
-            let err = check(2, have as usize).unwrap_err();
+            // Many shards share the limit: each gets less, never less than the minimum.
+            let shards = (have / (RING_MEMORY_PER_SHARD_BYTES + (256 << 10))).max(1) as usize;
+            let fit = check(shards, None).unwrap();
+            assert!(fit < IO_MEMORY_DEFAULT_BYTES || shards == 1, "{fit}");
+            let err = check(2, Some(have as usize)).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains("ulimit -l"), "{msg}");
             assert!(msg.contains("io_memory_bytes"), "{msg}");
