@@ -8,6 +8,7 @@ use beacon_engine::config::RecordFormat;
 use beacon_engine::ports::{RecordMeta, SealedBatch, Sink};
 use beacon_kinesis::{KinesisConfig, KinesisSink, PartitionKey, BATCH_LIMITS};
 use beacon_test_support::kinesis::{Kinesalite, AWS_ENV};
+use beacon_test_support::Sidecar;
 
 /// A batch of `n` records `record-<i>` for campaign `212313`.
 fn batch(seq: u64, n: usize) -> SealedBatch {
@@ -39,15 +40,7 @@ fn write_all(k: &Kinesalite, stream: &str, key: PartitionKey, batches: &[SealedB
     for (var, value) in AWS_ENV {
         std::env::set_var(var, value);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let handle = runtime.handle().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sidecar = std::thread::spawn(move || {
-        let _ = runtime.block_on(stopped);
-    });
+    let sidecar = Sidecar::start();
     let spool = tempfile::tempdir().unwrap();
     let cfg = KinesisConfig {
         endpoint: Some(k.endpoint()),
@@ -60,7 +53,7 @@ fn write_all(k: &Kinesalite, stream: &str, key: PartitionKey, batches: &[SealedB
         stream.into(),
         spool.path().to_path_buf(),
         1,
-        &handle,
+        &sidecar.handle,
         &registry,
     )
     .unwrap();
@@ -76,8 +69,7 @@ fn write_all(k: &Kinesalite, stream: &str, key: PartitionKey, batches: &[SealedB
             }
             shard.close().await.unwrap();
         });
-    let _ = stop.send(());
-    sidecar.join().unwrap();
+    drop(sidecar);
     let spooled = std::fs::read_dir(spool.path().join("shard-0"))
         .map(|d| {
             d.filter_map(Result::ok)

@@ -8,29 +8,8 @@ use beacon_engine::model::Campaign;
 use beacon_engine::ports::{CoreDataError, CoreDataSource, CoreDataUpdate};
 use beacon_redis::{writer, RedisConfig, RedisCoreData};
 use beacon_test_support::redis_server::RedisServer;
+use beacon_test_support::Sidecar;
 use futures_lite::StreamExt;
-
-/// A tokio runtime on a thread of its own, as the binary's sidecar.
-struct Sidecar {
-    handle: tokio::runtime::Handle,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn sidecar() -> Sidecar {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let handle = runtime.handle().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let _ = runtime.block_on(stopped);
-    });
-    Sidecar {
-        handle,
-        _stop: stop,
-    }
-}
 
 fn campaign(id: &str, name: &str) -> Campaign {
     Campaign {
@@ -100,7 +79,7 @@ fn on_shard<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
 fn a_shard_reads_the_references_hash_and_unknown_ids_are_none() {
     let redis = RedisServer::start();
     put(&redis, &campaign("212313", "program2"));
-    let side = sidecar();
+    let side = Sidecar::start();
     let core = start(&redis, &side, 1);
     let shard = core.clone();
     on_shard(move || async move {
@@ -115,7 +94,7 @@ fn a_shard_reads_the_references_hash_and_unknown_ids_are_none() {
 #[test]
 fn changes_reach_the_owner_shard_after_a_resync() {
     let redis = RedisServer::start();
-    let side = sidecar();
+    let side = Sidecar::start();
     let core = start(&redis, &side, 2);
     let owner = beacon_engine::model::owner("212313", 2);
     let updates = core.updates(owner).unwrap();
@@ -137,7 +116,7 @@ fn changes_reach_the_owner_shard_after_a_resync() {
 fn lookups_fail_fast_while_redis_is_down_and_recover_when_it_returns() {
     let mut redis = RedisServer::start();
     put(&redis, &campaign("212313", "program2"));
-    let side = sidecar();
+    let side = Sidecar::start();
     let core = start(&redis, &side, 1);
     redis.kill();
     wait_until(|| !core.status().up, "the adapter sees Redis gone");

@@ -8,11 +8,50 @@
 //! |---|---|
 //! | `redis_server` | `RedisServer`: a redis-server of its own, killable and restartable |
 //! | `kinesis` | `Kinesalite` (kinesalite from npm) and `FaultProxy` (throttles and fails calls), with readers for what a stream holds |
+//! | `Sidecar` | a tokio runtime on its own thread, where adapters run their tasks |
 
 pub mod kinesis;
 pub mod redis_server;
 
 use std::path::{Path, PathBuf};
+
+/// A tokio runtime on a thread of its own, as the binary's sidecar runs the adapters' tasks;
+/// stopped and joined when dropped.
+pub struct Sidecar {
+    pub handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sidecar {
+    pub fn start() -> Sidecar {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _ = runtime.block_on(stopped);
+        });
+        Sidecar {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
