@@ -2,21 +2,18 @@
 //! client's address, the trace id (echoed or new), and whether the client wants a GIF.
 
 use std::rc::Rc;
+use std::time::Instant;
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, ACCEPT, USER_AGENT};
 use hyper::{Request, StatusCode};
 
-use bytes::Bytes;
-
 use super::{response, Resp};
 use crate::metrics::BadRequest;
 use crate::model::{check_id, BadId, Route};
-use crate::track::{Meta, ShardCtx};
-
-use std::time::Instant;
-
 use crate::sys::wall_ms;
+use crate::track::{Meta, ShardCtx};
 
 /// Header names as constants: a `&str` key would be parsed into a name on every lookup.
 pub const TRACE_HEADER: HeaderName = HeaderName::from_static("x-amzn-trace-id");
