@@ -91,7 +91,7 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
         connections: Cell::new(0),
     });
     spawn_receivers(&ctx, &mut receivers);
-    spawn_sink_health(ctx.clone());
+    spawn_ticker(ctx.clone());
     if let Some(updates) = core_data.updates(id) {
         spawn_update_consumer(ctx.clone(), updates);
     }
@@ -262,9 +262,9 @@ fn spawn_update_consumer(ctx: Rc<ShardCtx>, mut updates: UpdateStream) {
     .detach();
 }
 
-/// Publishes this shard's sink health for `/health/ready` on any shard, and renews the shard's
-/// wall-clock anchor (`sys::wall_ms`), every 100 ms.
-fn spawn_sink_health(ctx: Rc<ShardCtx>) {
+/// The shard's 100 ms chores, on one timer: publish its sink's health for `/health/ready` on
+/// any shard, and renew its wall-clock anchor (`sys::wall_ms`).
+fn spawn_ticker(ctx: Rc<ShardCtx>) {
     glommio::spawn_local(async move {
         loop {
             ctx.shared.set_sink_healthy(ctx.id, ctx.batcher.healthy());
