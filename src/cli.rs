@@ -24,11 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine.
     Serve(ServeArgs),
-    /// Print every event under a data directory as JSON lines.
-    Tail {
-        /// The engine's --data-dir.
-        dir: PathBuf,
-    },
+    /// Print events as JSON lines: those under a data directory, or those in a Kinesis stream.
+    Tail(TailArgs),
     /// Work with the configuration.
     Config {
         #[command(subcommand)]
@@ -70,6 +67,33 @@ pub enum CoreDataCommand {
         #[command(flatten)]
         redis: RedisArgs,
     },
+}
+
+/// Where `tail` reads: a data directory, or a Kinesis stream.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "kinesis_stream"])))]
+pub struct TailArgs {
+    /// The engine's --data-dir (events the embedded sink wrote).
+    pub dir: Option<PathBuf>,
+    /// Read this Kinesis stream instead: every shard, KPL aggregates opened.
+    #[arg(long)]
+    pub kinesis_stream: Option<String>,
+    /// Endpoint of a local implementation of the Kinesis API, e.g. http://127.0.0.1:4567.
+    #[arg(long, requires = "kinesis_stream")]
+    pub kinesis_endpoint: Option<String>,
+    /// AWS region (default: the standard chain, AWS_REGION or the profile).
+    #[arg(long, requires = "kinesis_stream")]
+    pub region: Option<String>,
+    /// Where each shard's reading starts: `trim-horizon` (the oldest record kept) or `latest`.
+    #[arg(long, default_value = "trim-horizon", value_parser = ["trim-horizon", "latest"], requires = "kinesis_stream")]
+    pub from: String,
+    /// Keep reading new records (stop with Ctrl-C); without it, stop at the end of every shard.
+    #[arg(long, requires = "kinesis_stream")]
+    pub follow: bool,
+    /// How records are encoded: `auto` (rkyv records carry a header; anything else is read as
+    /// protobuf), `rkyv` or `protobuf`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "rkyv", "protobuf"], requires = "kinesis_stream")]
+    pub record_format: String,
 }
 
 /// One program's core data, in the reference's fields.
@@ -143,6 +167,10 @@ pub struct ServeArgs {
     /// rkyv | protobuf.
     #[arg(long, value_parser = ["rkyv", "protobuf"])]
     pub record_format: Option<String>,
+    /// When to answer a tracking request: `accepted` (in the batch) or `durable` (its batch
+    /// written and synced); see README "Durability".
+    #[arg(long, value_parser = ["accepted", "durable"])]
+    pub ack: Option<String>,
     /// Pin each shard to a CPU (true | false).
     #[arg(long)]
     pub pin_shards: Option<bool>,
@@ -192,6 +220,7 @@ impl ServeArgs {
         );
         o.set("engine", "routing", self.routing.clone());
         o.set("engine", "record_format", self.record_format.clone());
+        o.set("engine", "ack", self.ack.clone());
         o.set("engine", "pin_shards", self.pin_shards);
         o.set("redis", "url", self.redis_url.clone());
         o.set("sidecar", "cpu", self.sidecar_cpu.map(|v| v as i64));

@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use beacon_engine::config::{CampaignsConfig, SegmentsConfig};
-use beacon_engine::embedded::SegmentSink;
+use beacon_engine::config::{Ack, CampaignsConfig, FsyncPolicy, SegmentsConfig};
+use beacon_engine::embedded::{SegmentSink, NOT_SYNCED};
 use beacon_engine::{EngineConfig, FieldError};
 use beacon_kinesis::KinesisConfig;
 use beacon_redis::RedisConfig;
@@ -195,6 +195,30 @@ impl Layers {
         }
     }
 
+    /// Takes out every field whose value its section's type refuses (a wrong type, an
+    /// unknown name, a value not among the choices) and says why, so that one run names them
+    /// all.
+    fn take_type_errors(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (section, table) in self.0.iter_mut() {
+            let refused: Vec<(String, String)> = table
+                .iter()
+                .filter_map(|(field, value)| {
+                    type_error(section, field, value).map(|why| (field.clone(), why))
+                })
+                .collect();
+            for (field, why) in refused {
+                table.remove(&field);
+                let name = match *section {
+                    "engine" => field,
+                    _ => format!("{section}.{field}"),
+                };
+                errors.push(format!("config field `{name}`: {why}"));
+            }
+        }
+        errors
+    }
+
     fn into_config(self) -> Result<Config> {
         let whole: toml::Table = self
             .0
@@ -211,6 +235,25 @@ impl Layers {
     }
 }
 
+/// Why `[section]` refuses `field = value` on its own, if it does.
+fn type_error(section: &str, field: &str, value: &toml::Value) -> Option<String> {
+    fn check<T: serde::de::DeserializeOwned>(field: &str, value: &toml::Value) -> Option<String> {
+        let one: toml::Table = [(field.to_string(), value.clone())].into_iter().collect();
+        T::deserialize(toml::Value::Table(one))
+            .err()
+            .map(|e| e.to_string().lines().next().unwrap_or_default().to_string())
+    }
+    match section {
+        "engine" => check::<EngineConfig>(field, value),
+        "segments" => check::<SegmentsConfig>(field, value),
+        "campaigns" => check::<CampaignsConfig>(field, value),
+        "redis" => check::<RedisConfig>(field, value),
+        "kinesis" => check::<KinesisConfig>(field, value),
+        "log" => check::<LogConfig>(field, value),
+        _ => check::<SidecarConfig>(field, value),
+    }
+}
+
 /// Defaults, then `file`, then `BEACON_*` and the reference's variables, then `overrides`;
 /// every out-of-range field of every section reported at once.
 pub fn load(file: Option<&PathBuf>, overrides: Overrides) -> Result<Config> {
@@ -220,10 +263,11 @@ pub fn load(file: Option<&PathBuf>, overrides: Overrides) -> Result<Config> {
         layers.section(sec).insert(field.to_string(), value);
     }
     layers.apply_reference_env();
+    // Fields of the wrong type are reported with the out-of-range ones of the rest.
+    let mut lines = layers.take_type_errors();
     let cfg = layers.into_config()?;
-    let errors = validate(&cfg);
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    lines.extend(validate(&cfg).iter().map(|e| e.to_string()));
+    if !lines.is_empty() {
         bail!("invalid configuration:\n  {}", lines.join("\n  "));
     }
     cfg.log.filter()?;
@@ -246,7 +290,33 @@ fn validate(cfg: &Config) -> Vec<FieldError> {
     .into_iter()
     .filter_map(Result::err)
     .flatten()
-    .collect()
+    .chain(durable_needs(cfg))
+    .fold(Vec::new(), |mut all: Vec<FieldError>, e| {
+        // The sink's bound on a batch field is the tighter one: it replaces the engine's.
+        all.retain(|seen| seen.field != e.field);
+        all.push(e);
+        all
+    })
+}
+
+/// `ack = "durable"` needs a sink whose finished writes survive a crash.
+fn durable_needs(cfg: &Config) -> Option<FieldError> {
+    if cfg.engine.ack != Ack::Durable {
+        return None;
+    }
+    let why = if cfg.kinesis.stream.is_some() {
+        "the Kinesis sink takes a batch before Kinesis has stored it; ack = \"durable\" works \
+         with segment files only, for now"
+    } else if cfg.segments.fsync == FsyncPolicy::Never {
+        NOT_SYNCED
+    } else {
+        return None;
+    };
+    Some(FieldError {
+        field: "ack".into(),
+        value: "\"durable\"".into(),
+        allowed: why.into(),
+    })
 }
 
 /// The effective configuration as TOML.
@@ -284,5 +354,38 @@ mod tests {
         assert_eq!(env_target("PATH"), None);
         assert!(known_fields("redis").contains(&"url".to_string()));
         assert!(known_fields("engine").contains(&"batch_linger_ms".to_string()));
+    }
+
+    fn load_text(text: &str) -> Result<Config> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        load(Some(&file.path().to_path_buf()), Overrides::default())
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_in_one_run() {
+        let err = load_text(
+            "[engine]\nshardz = 2\nlisten = \"nope\"\nbatch_linger_ms = 0\n\
+             [redis]\ntimeout_ms = \"soon\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for field in ["`shardz`", "`listen`", "`batch_linger_ms`", "`redis.timeout_ms`"] {
+            assert!(err.contains(field), "{field} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn only_the_fields_the_user_set_are_blamed() {
+        let err = load_text("[engine]\nheader_bytes_max = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`header_bytes_max` = 100"), "{err}");
+        assert!(!err.contains("path_bytes_max"), "{err}");
+        // A batch bound over both the engine's ceiling and the sink's is named once.
+        let err = load_text("[engine]\nbatch_records_max = 100000000\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err.matches("batch_records_max").count(), 1, "{err}");
     }
 }

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => args.load().and_then(cmd::serve::run),
-        Command::Tail { dir } => cmd::tail::run(&dir),
+        Command::Tail(args) => cmd::tail::run(&args),
         Command::Config {
             command: ConfigCommand::Check(args),
         } => args.load().and_then(cmd::config::check),

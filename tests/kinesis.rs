@@ -423,3 +423,63 @@ fn aggregated_records_read_back_through_the_standard_deaggregator() {
     );
     assert!(seen.values().all(|&c| c == 1));
 }
+
+/// `beacon tail --kinesis-stream` output: (message id, how often) per printed event.
+fn tail_stream(endpoint: &str, stream: &str) -> (std::process::Output, HashMap<String, usize>) {
+    let out = std::process::Command::new(common::bin())
+        .args(["tail", "--kinesis-stream", stream, "--kinesis-endpoint", endpoint])
+        .envs(AWS_ENV)
+        .output()
+        .unwrap();
+    let mut seen = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line per event");
+        let id = v
+            .get("message_id")
+            .or_else(|| v.get("messageId"))
+            .and_then(|id| id.as_str())
+            .unwrap_or_else(|| panic!("no message id in {line}"))
+            .to_string();
+        *seen.entry(id).or_insert(0) += 1;
+    }
+    (out, seen)
+}
+
+#[test]
+fn tail_reads_back_what_a_run_sent_plain_and_aggregated() {
+    let k = Kinesalite::start();
+    for (stream, extra) in [
+        ("plain-rkyv", &["--record-format", "rkyv"][..]),
+        (
+            "aggregated-protobuf",
+            &["--record-format", "protobuf", "--aggregation"][..],
+        ),
+    ] {
+        k.create_stream(stream, 2);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = start(&k.endpoint(), stream, tmp.path(), extra, &[]);
+        let ids = send_events(&b, 300);
+        assert_eq!(b.terminate().code(), Some(0));
+        let (out, seen) = tail_stream(&k.endpoint(), stream);
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{stream}: tail failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answered: HashSet<String> = ids.into_iter().collect();
+        assert_eq!(
+            seen.keys().cloned().collect::<HashSet<_>>(),
+            answered,
+            "{stream}: tail prints every answered event"
+        );
+        assert!(seen.values().all(|&c| c == 1), "{stream}: each once");
+    }
+    let (out, seen) = tail_stream(&k.endpoint(), "no-such-stream");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(seen.is_empty());
+    assert!(
+        stderr.contains("ResourceNotFoundException") && stderr.contains("no-such-stream"),
+        "names the AWS error: {stderr}"
+    );
+}

@@ -68,6 +68,31 @@ pub enum OnUnavailable {
     Accept,
 }
 
+/// When a tracking request is answered, relative to its event reaching storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ack {
+    /// As soon as the event is in the shard's open batch (the reference's behaviour). A crash
+    /// (`kill -9`, OOM, power) loses what was answered but not yet written: the open batch
+    /// (at most one `batch_linger_ms` window) and sealed batches waiting for the sink (at
+    /// most `sink_queue_batches_max`; none while the sink keeps up).
+    Accepted,
+    /// Once the event's batch is written by the sink (segment files: written and, with
+    /// `fsync = "batch"`, synced). No answered event is lost to a crash; the answer waits for
+    /// one sink write (a batch is handed to the sink as soon as the sink is idle: group
+    /// commit, not the linger).
+    Durable,
+}
+
+impl Ack {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ack::Accepted => "accepted",
+            Ack::Durable => "durable",
+        }
+    }
+}
+
 /// When the embedded segment sink calls fdatasync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,6 +125,13 @@ pub struct EngineConfig {
     /// campaign is not cached while core data cannot be read. Cached campaigns, even past their
     /// TTL, are served either way.
     pub on_core_data_unavailable: OnUnavailable,
+    /// `accepted` (default) or `durable`: when a tracking request is answered; see `Ack` and
+    /// README "Durability".
+    pub ack: Ack,
+    /// With `ack = "durable"`: milliseconds a request waits for its batch to be written
+    /// before it is answered 503 (the event may still be written later; clients retry and
+    /// consumers dedupe on `messageId`). Default 5,000.
+    pub ack_timeout_ms: u64,
 
     /// L1 entries across all shards; each shard holds `l1_entries_max / shards`. Default 100,000,
     /// the reference's cache size. At the limit the CLOCK hand evicts an entry not read since
@@ -120,7 +152,8 @@ pub struct EngineConfig {
     /// A non-empty batch is sealed at the latest this many milliseconds after its first record.
     /// Default 50.
     pub batch_linger_ms: u64,
-    /// Sealed batches a shard may have queued for its sink before it answers 503. Default 64.
+    /// Sealed batches a shard may have queued for its sink before it answers 503. Default 4:
+    /// with `ack = "accepted"` this bounds what a crash can lose while the sink is behind.
     pub sink_queue_batches_max: usize,
 
     /// Open connections per shard; further connections are closed at once and counted.
@@ -164,13 +197,15 @@ impl Default for EngineConfig {
             routing: Routing::Local,
             record_format: RecordFormat::Rkyv,
             on_core_data_unavailable: OnUnavailable::Reject,
+            ack: Ack::Accepted,
+            ack_timeout_ms: 5_000,
             l1_entries_max: 100_000,
             l1_ttl_secs: 600,
             l1_negative_ttl_secs: 30,
             batch_records_max: 500,
             batch_bytes_max: 4 << 20,
             batch_linger_ms: 50,
-            sink_queue_batches_max: 64,
+            sink_queue_batches_max: 4,
             connections_per_shard_max: 10_000,
             header_bytes_max: 8192,
             path_bytes_max: 1024,
@@ -330,8 +365,11 @@ impl EngineConfig {
     /// Checks every field against its allowed range and returns all failures at once.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut check = RangeCheck::new("engine");
+        // A bound taken from another field uses that field clamped into its own range, so a
+        // bad value is blamed once, on itself, never on a field the user left alone.
         let shards = self.shard_count() as u64;
         check.check("shards", shards, 1, SHARDS_MAX as u64);
+        let shards = shards.clamp(1, SHARDS_MAX as u64);
         self.check_batch_limits(&mut check, BatchLimits::CEILING);
         check.check("batch_linger_ms", self.batch_linger_ms, 1, 60_000);
         let queue = self.sink_queue_batches_max as u64;
@@ -345,12 +383,14 @@ impl EngineConfig {
         // hyper's read buffer cannot be smaller than 8 KiB.
         let head = self.header_bytes_max as u64;
         check.check("header_bytes_max", head, 8192, 1 << 20);
+        let head = head.clamp(8192, 1 << 20);
         check.check("path_bytes_max", self.path_bytes_max as u64, 16, head);
         let hops = self.trusted_proxy_hops as u64;
         check.check("trusted_proxy_hops", hops, 0, 16);
         let header_ms = self.header_read_timeout_ms;
         check.check("header_read_timeout_ms", header_ms, 10, 3_600_000);
         check.check("shutdown_grace_ms", self.shutdown_grace_ms, 0, 600_000);
+        check.check("ack_timeout_ms", self.ack_timeout_ms, 10, 600_000);
         let mesh = self.mesh_channel_capacity as u64;
         check.check("mesh_channel_capacity", mesh, 1, 1 << 20);
         if let Some(io) = self.io_memory_bytes {

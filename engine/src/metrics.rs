@@ -25,19 +25,24 @@ pub enum Refusal {
     Backpressure,
     /// Core data could not be read and the engine is configured to reject.
     Unavailable,
+    /// `ack = "durable"`: the event's batch was not written within `ack_timeout_ms` (answered
+    /// 503; the event may still be written).
+    AckTimeout,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 3] = [
+    pub const ALL: [Refusal; 4] = [
         Refusal::Invalid,
         Refusal::Backpressure,
         Refusal::Unavailable,
+        Refusal::AckTimeout,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::Invalid => "invalid",
             Refusal::Backpressure => "backpressure",
             Refusal::Unavailable => "unavailable",
+            Refusal::AckTimeout => "ack_timeout",
         }
     }
 }
@@ -48,21 +53,29 @@ pub enum BadRequest {
     Id(BadId),
     PathTooLong,
     Method,
+    /// hyper answered 431: the request head was over `header_bytes_max`.
+    HeadTooLarge,
+    /// hyper answered 400 (or closed): the bytes were not an HTTP/1 request.
+    Malformed,
 }
 
 impl BadRequest {
-    pub const ALL: [BadRequest; 5] = [
+    pub const ALL: [BadRequest; 7] = [
         BadRequest::Id(BadId::Empty),
         BadRequest::Id(BadId::TooLong),
         BadRequest::Id(BadId::BadChar),
         BadRequest::PathTooLong,
         BadRequest::Method,
+        BadRequest::HeadTooLarge,
+        BadRequest::Malformed,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
             BadRequest::Id(b) => b.as_str(),
             BadRequest::PathTooLong => "path_too_long",
             BadRequest::Method => "method",
+            BadRequest::HeadTooLarge => "head_too_large",
+            BadRequest::Malformed => "malformed",
         }
     }
 }

@@ -67,6 +67,15 @@ impl Server {
         cfg.validate().map_err(ServerError::Config)?;
         cfg.validate_for_sink(sink.batch_limits())
             .map_err(ServerError::Config)?;
+        if cfg.ack == crate::config::Ack::Durable {
+            sink.durable_writes().map_err(|why| {
+                ServerError::Config(vec![crate::FieldError {
+                    field: "ack".into(),
+                    value: "\"durable\"".into(),
+                    allowed: why,
+                }])
+            })?;
+        }
         let shards = cfg.shard_count();
         let io_memory = preflight(shards, cfg.io_memory_bytes)?;
         let data_dir = DirLock::acquire(&cfg.data_dir)?;

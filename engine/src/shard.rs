@@ -23,7 +23,8 @@ use hyper::server::conn::http1;
 use crate::batch::Batcher;
 use crate::cache::{Applied, L1Owner};
 use crate::http::{HyperStream, ShardTimer};
-use crate::metrics::ShardMetrics;
+use crate::metrics::{BadRequest, ShardMetrics};
+use crate::model::Route;
 use crate::ports::{CoreDataSource, Sink, SinkError, UpdateStream};
 use crate::state::Shared;
 use crate::sys::LogEvery;
@@ -232,10 +233,28 @@ async fn serve_connection(
         None
     })
     .await;
-    if finished.is_none() {
-        conn.as_mut().graceful_shutdown();
-        let _ = conn.await;
+    match finished {
+        None => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        Some(Err(e)) if e.is_parse() => count_refused_head(&ctx.metrics, &e),
+        Some(_) => {}
     }
+}
+
+/// Counts a request head hyper refused before beacon saw it: hyper answers 431 to a head over
+/// `header_bytes_max` (414 to an over-long URI) and 400 to bytes that are not HTTP/1.
+fn count_refused_head(metrics: &ShardMetrics, e: &hyper::Error) {
+    let (status, why) = if !e.is_parse_too_large() {
+        (400, BadRequest::Malformed)
+    } else if e.to_string().contains("URI") {
+        (414, BadRequest::PathTooLong)
+    } else {
+        (431, BadRequest::HeadTooLarge)
+    };
+    metrics.request(Route::Other, status);
+    metrics.bad(why);
 }
 
 fn spawn_shutdown_watch(shared: Arc<Shared>, stop: Rc<Event>) {

@@ -1,13 +1,69 @@
-//! `beacon tail DIR`: every event under a data directory as JSON lines, in shard and segment
-//! order; problems (a torn tail, a damaged frame) on standard error.
+//! `beacon tail`: events as JSON lines, in order. From a data directory (shard and segment
+//! order) or from a Kinesis stream (shard by shard, KPL aggregates opened, rkyv or protobuf
+//! records decoded). Problems (a torn tail, a damaged frame, a record that does not decode)
+//! go to standard error, and the command then exits non-zero after printing everything that
+//! could be read.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use beacon_engine::embedded::read_all;
+use beacon_engine::config::RecordFormat;
+use beacon_engine::model::{decode, DecodedEvent, RKYV_MAGIC};
+use beacon_kinesis::reader::{self, StartAt};
 
-pub fn run(dir: &Path) -> Result<()> {
-    use std::io::Write;
+use crate::cli::TailArgs;
+
+pub fn run(args: &TailArgs) -> Result<()> {
+    match (&args.dir, &args.kinesis_stream) {
+        (Some(dir), None) => run_dir(dir),
+        (None, Some(stream)) => run_stream(args, stream),
+        _ => bail!("pass either a data directory or --kinesis-stream NAME"),
+    }
+}
+
+/// Writes JSON lines to standard output, and stops quietly when the reader goes away
+/// (`beacon tail … | head`).
+struct Lines<W: Write> {
+    out: W,
+    closed: bool,
+}
+
+impl<W: Write> Lines<W> {
+    fn new(out: W) -> Self {
+        Lines { out, closed: false }
+    }
+
+    /// False once standard output is gone.
+    fn put(&mut self, event: &DecodedEvent) -> std::io::Result<bool> {
+        if self.closed {
+            return Ok(false);
+        }
+        let written = serde_json::to_writer(&mut self.out, event)
+            .map_err(std::io::Error::from)
+            .and_then(|_| self.out.write_all(b"\n"));
+        self.check(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<bool> {
+        let flushed = self.out.flush();
+        self.check(flushed)
+    }
+
+    fn check(&mut self, r: std::io::Result<()>) -> std::io::Result<bool> {
+        match r {
+            Ok(()) => Ok(!self.closed),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn run_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         bail!(
             "{} is not a directory; pass the engine's --data-dir",
@@ -15,26 +71,20 @@ pub fn run(dir: &Path) -> Result<()> {
         );
     }
     check_holds_beacon_data(dir)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut lines = Lines::new(std::io::BufWriter::new(std::io::stdout().lock()));
     let mut write_err = None;
     let problems = read_all(dir, |_, event| {
         if write_err.is_none() {
-            if let Err(e) = serde_json::to_writer(&mut out, &event)
-                .map_err(std::io::Error::from)
-                .and_then(|_| out.write_all(b"\n"))
-            {
+            if let Err(e) = lines.put(&event) {
                 write_err = Some(e);
             }
         }
     })
     .with_context(|| format!("cannot read {}", dir.display()))?;
-    out.flush()?;
     if let Some(e) = write_err {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
+        return Err(e.into());
     }
+    lines.flush()?;
     for p in &problems {
         eprintln!(
             "beacon tail: {} at byte {}: {}",
@@ -49,6 +99,86 @@ pub fn run(dir: &Path) -> Result<()> {
             problems.len(),
             dir.display()
         );
+    }
+    Ok(())
+}
+
+/// A record's event: rkyv records start with their header; anything else is protobuf.
+fn decode_any(format: &str, bytes: &[u8]) -> Result<DecodedEvent, String> {
+    let rkyv = || decode(RecordFormat::Rkyv, bytes).map_err(|e| e.to_string());
+    let protobuf = || decode(RecordFormat::Protobuf, bytes).map_err(|e| e.to_string());
+    match format {
+        "rkyv" => rkyv(),
+        "protobuf" => protobuf(),
+        _ if bytes.starts_with(&RKYV_MAGIC) => rkyv().or_else(|e| protobuf().map_err(|_| e)),
+        _ => protobuf(),
+    }
+}
+
+fn run_stream(args: &TailArgs, stream: &str) -> Result<()> {
+    let start = match args.from.as_str() {
+        "latest" => StartAt::Latest,
+        _ => StartAt::TrimHorizon,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime for the AWS SDK")?;
+    let mut lines = Lines::new(std::io::BufWriter::new(std::io::stdout().lock()));
+    let mut write_err = None;
+    let problems = std::cell::Cell::new(0usize);
+    let result = runtime.block_on(async {
+        let client =
+            reader::client(args.kinesis_endpoint.as_deref(), args.region.as_deref()).await;
+        reader::read(
+            &client,
+            stream,
+            start,
+            args.follow,
+            |record| match decode_any(&args.record_format, &record.data) {
+                Ok(event) => {
+                    let more = match lines.put(&event) {
+                        Ok(more) => more,
+                        Err(e) => {
+                            write_err = Some(e);
+                            false
+                        }
+                    };
+                    // Followers see each record at once, not when a buffer fills.
+                    more && (!args.follow || lines.flush().unwrap_or(false))
+                }
+                Err(why) => {
+                    problems.set(problems.get() + 1);
+                    let sub = record.sub_index.map(|i| format!(" (user record {i})")).unwrap_or_default();
+                    eprintln!(
+                        "beacon tail: {} sequence number {}{sub}: {why}",
+                        record.shard_id, record.sequence_number
+                    );
+                    true
+                }
+            },
+            |bad| {
+                problems.set(problems.get() + 1);
+                eprintln!(
+                    "beacon tail: {} sequence number {}: starts like a KPL aggregate but its \
+                     checksum or protobuf is damaged",
+                    bad.shard_id, bad.sequence_number
+                );
+            },
+        )
+        .await
+    });
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    lines.flush()?;
+    result.with_context(|| {
+        let at = args.kinesis_endpoint.as_deref().unwrap_or("the region's endpoint");
+        format!("cannot read Kinesis stream {stream} at {at}")
+    })?;
+    let problems = problems.get();
+    if problems > 0 {
+        bail!("{problems} record(s) of {stream} could not be decoded (above); every other one was printed");
     }
     Ok(())
 }

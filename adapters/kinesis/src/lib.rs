@@ -14,6 +14,7 @@
 //! | `spool` | per-shard on-disk spool (glommio DMA files) and dead-letter files |
 //! | `aggregate` | KPL aggregation per destination shard, from the stream's hash-key ranges |
 //! | `metrics` | the adapter's Prometheus families |
+//! | `reader` | reading a stream back, aggregates opened (`beacon tail --kinesis-stream`) |
 //!
 //! A shard owns every record's fate. It hands a sealed batch to the sidecar as a job while its
 //! bytes and calls in flight are under their bounds; the sidecar sends it with `PutRecords`,
@@ -26,6 +27,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod metrics;
+pub mod reader;
 mod record;
 mod sender;
 pub mod sink;

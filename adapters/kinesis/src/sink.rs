@@ -134,6 +134,12 @@ impl Sink for KinesisSink {
         "kinesis"
     }
 
+    fn durable_writes(&self) -> Result<(), String> {
+        Err("the Kinesis sink takes a batch before Kinesis has stored it; ack = \"durable\" \
+             works with segment files only, for now"
+            .into())
+    }
+
     fn status(&self) -> SinkStatus {
         let healthy = self.healthy.load(Ordering::Acquire);
         SinkStatus {

@@ -6,16 +6,22 @@
 //! shard's writer task, which hands them to the sink in order and retries failures. When the
 //! queue is full an append that needs a seal is refused (the caller answers 503): memory stays
 //! bounded and no accepted event is dropped.
+//!
+//! With `ack = "durable"` a request waits (`Batcher::written`) until the batch holding its
+//! event is written. Batches are then handed to the sink as soon as its writer is idle (group
+//! commit): an event waits for at most the write in progress and its own, never the linger,
+//! and under load each write carries what arrived during the previous one.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use event_listener::Event as Notify;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 pub use open::OpenBatch;
 
-use crate::config::{EngineConfig, RecordFormat};
+use crate::config::{Ack, EngineConfig, RecordFormat};
 use crate::metrics::ShardMetrics;
 use crate::model::Event;
 use crate::ports::{SealedBatch, ShardSink};
@@ -42,6 +48,14 @@ pub struct Batcher {
     linger_kick: LocalSender<u64>,
     metrics: Rc<ShardMetrics>,
     healthy: Cell<bool>,
+    /// `ack = "durable"`: seal as soon as the writer is idle.
+    durable: bool,
+    /// The writer waits for a batch (nothing queued, nothing being written).
+    writer_idle: Cell<bool>,
+    /// Every batch up to this sequence number is written (they are written in order).
+    written_seq: Cell<u64>,
+    /// Notified whenever `written_seq` moves.
+    written: Notify,
 }
 
 /// The tasks that drain a batcher; await `writer` after `Batcher::close`.
@@ -70,6 +84,10 @@ impl Batcher {
             linger_kick: linger_tx,
             metrics: metrics.clone(),
             healthy: Cell::new(true),
+            durable: cfg.ack == Ack::Durable,
+            writer_idle: Cell::new(true),
+            written_seq: Cell::new(0),
+            written: Notify::new(),
         });
         glommio::spawn_local(linger_loop(Rc::downgrade(&batcher), linger_rx)).detach();
         let writer = glommio::spawn_local(writer_loop(batcher.clone(), sink, queue_rx)).detach();
@@ -81,8 +99,9 @@ impl Batcher {
         self.healthy.get()
     }
 
-    /// Appends `event`, sealing the open batch first if the record would not fit.
-    pub fn append(&self, event: &Event<'_>) -> Result<(), QueueFull> {
+    /// Appends `event`, sealing the open batch first if the record would not fit. Returns the
+    /// sequence number of the batch that holds it (for `written`).
+    pub fn append(&self, event: &Event<'_>) -> Result<u64, QueueFull> {
         let mut scratch = self.scratch.borrow_mut();
         scratch.clear();
         event.encode_into(self.format, &mut scratch);
@@ -98,7 +117,42 @@ impl Batcher {
         }
         open.push(&scratch, event.message_id, &event.campaign.program_id);
         self.metrics.event_bytes.inc_by(scratch.len() as u64);
-        Ok(())
+        let seq = open.seq();
+        if self.durable && self.writer_idle.replace(false) {
+            // The writer waits on an empty queue: hand it this batch now. (Were the seal
+            // refused, the event stays in the open batch for the next seal.)
+            let _ = self.seal_open(&mut open);
+        }
+        Ok(seq)
+    }
+
+    /// Waits until batch `seq` is written by the sink.
+    pub async fn written(&self, seq: u64) {
+        loop {
+            if self.written_seq.get() >= seq {
+                return;
+            }
+            let listener = self.written.listen();
+            if self.written_seq.get() >= seq {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    fn mark_written(&self, seq: u64) {
+        self.written_seq.set(seq);
+        self.written.notify(usize::MAX);
+    }
+
+    /// With durable acks, after a write: seal what arrived meanwhile, so that it goes next.
+    fn seal_for_next_write(&self) {
+        if self.durable {
+            let mut open = self.open.borrow_mut();
+            if !open.is_empty() {
+                let _ = self.seal_open(&mut open);
+            }
+        }
     }
 
     fn seal_open(&self, open: &mut OpenBatch) -> Result<(), QueueFull> {
@@ -173,7 +227,14 @@ async fn writer_loop(
     queue: LocalReceiver<SealedBatch>,
 ) {
     let metrics = batcher.metrics.clone();
-    while let Some(batch) = queue.recv().await {
+    loop {
+        // A queued batch is taken without yielding, so only a writer that really waits is
+        // seen idle.
+        batcher.writer_idle.set(true);
+        let Some(batch) = queue.recv().await else {
+            break;
+        };
+        batcher.writer_idle.set(false);
         let mut delay = SINK_RETRY_FIRST_MS;
         loop {
             match sink.write(&batch).await {
@@ -183,6 +244,8 @@ async fn writer_loop(
                     }
                     metrics.events_written.inc_by(batch.len() as u64);
                     metrics.sink_queue_batches.dec();
+                    batcher.mark_written(batch.seq);
+                    batcher.seal_for_next_write();
                     break;
                 }
                 Err(e) => {
@@ -270,7 +333,7 @@ mod tests {
                     validated: true,
                 };
                 match batcher.append(&event) {
-                    Ok(()) => accepted.push(event.message_id),
+                    Ok(_) => accepted.push(event.message_id),
                     Err(QueueFull) => refused += 1,
                 }
             }

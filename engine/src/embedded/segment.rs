@@ -86,7 +86,18 @@ impl Sink for SegmentSink {
     fn batch_limits(&self) -> BatchLimits {
         Self::BATCH_LIMITS
     }
+
+    fn durable_writes(&self) -> Result<(), String> {
+        match self.cfg.fsync {
+            FsyncPolicy::Batch => Ok(()),
+            FsyncPolicy::Never => Err(NOT_SYNCED.into()),
+        }
+    }
 }
+
+/// Why `ack = "durable"` refuses `fsync = "never"`.
+pub const NOT_SYNCED: &str =
+    "segments.fsync = \"never\" leaves written batches in the page cache; set fsync = \"batch\"";
 
 struct ShardSegments {
     cfg: SegmentsConfig,

@@ -110,6 +110,11 @@ pub trait Sink: Send + Sync {
     /// The most one batch may hold for one `write`; the engine refuses to start with batch
     /// bounds above these.
     fn batch_limits(&self) -> BatchLimits;
+    /// Whether a finished `write` means the batch survives a crash (what `ack = "durable"`
+    /// needs); if not, why, with the fix.
+    fn durable_writes(&self) -> Result<(), String> {
+        Err(format!("the {} sink does not make its writes durable", self.name()))
+    }
     fn status(&self) -> SinkStatus {
         SinkStatus {
             healthy: true,

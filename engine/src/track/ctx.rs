@@ -18,12 +18,31 @@ use super::pending::PendingTable;
 use super::reply::Reply;
 use crate::batch::Batcher;
 use crate::cache::{L1Outcome, L1Owner, LoadResult, Probe};
-use crate::config::OnUnavailable;
+use crate::config::{Ack, OnUnavailable};
 use crate::metrics::{Refusal, ShardMetrics};
 use crate::model::{owner, Campaign, Event};
 use crate::ports::CoreDataError;
 use crate::state::Shared;
 use crate::sys::{mono_ms, wall_ms};
+
+/// A reply, and the batch its event went into (to wait for with `ack = "durable"`).
+pub struct Answer {
+    pub reply: Reply,
+    batch: Option<u64>,
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer { reply, batch: None }
+    }
+}
+
+impl Answer {
+    /// Whether the reply must wait for the event's batch to be written.
+    pub fn must_wait(&self) -> bool {
+        self.batch.is_some()
+    }
+}
 
 /// Everything a shard needs to serve; one per shard, `!Send`.
 pub struct ShardCtx {
@@ -41,9 +60,9 @@ pub struct ShardCtx {
 impl ShardCtx {
     pub async fn track(self: &Rc<Self>, m: &Meta<'_>) -> Reply {
         let owner = owner(m.id, self.shared.shards());
-        match serve_where(owner, self.id, self.shared.cfg().routing) {
+        let answer = match serve_where(owner, self.id, self.shared.cfg().routing) {
             Serve::Here => match self.try_owned_now(m) {
-                Some(reply) => reply,
+                Some(answer) => answer,
                 None => self.load_owned(m).await,
             },
             Serve::Forward => {
@@ -54,9 +73,11 @@ impl ShardCtx {
                     req: FwdRequest::new(m),
                 };
                 if self.senders.send_to(owner, msg).await.is_err() {
-                    return self.unavailable(m);
+                    self.unavailable(m)
+                } else {
+                    // The owner batched the event and answers once it may.
+                    return pending.await;
                 }
-                pending.await
             }
             Serve::ReadOwnersMap => match self.shared.map(owner).probe(m.id, mono_ms(m.at)) {
                 Probe::Ready(campaign, outcome) => {
@@ -84,11 +105,28 @@ impl ShardCtx {
                     self.answer_loaded(result, stale, m)
                 }
             },
+        };
+        self.settle(answer).await
+    }
+
+    /// The reply, once it may go out: with durable acks, after the event's batch is written
+    /// (503 if that takes over `ack_timeout_ms`).
+    pub async fn settle(&self, answer: Answer) -> Reply {
+        let Some(seq) = answer.batch else {
+            return answer.reply;
+        };
+        let limit = std::time::Duration::from_millis(self.shared.cfg().ack_timeout_ms);
+        match crate::sys::timeout(limit, self.batcher.written(seq)).await {
+            Some(()) => answer.reply,
+            None => {
+                self.metrics.refused(Refusal::AckTimeout);
+                Reply::Busy
+            }
         }
     }
 
     /// Answers from this shard's own L1 if it can without loading.
-    pub fn try_owned_now(&self, m: &Meta<'_>) -> Option<Reply> {
+    pub fn try_owned_now(&self, m: &Meta<'_>) -> Option<Answer> {
         match self.l1.map().probe(m.id, mono_ms(m.at)) {
             Probe::Ready(campaign, outcome) => {
                 self.metrics.l1(outcome);
@@ -102,7 +140,7 @@ impl ShardCtx {
     }
 
     /// Answers from this shard's own L1, loading from core data if needed.
-    pub async fn load_owned(self: &Rc<Self>, m: &Meta<'_>) -> Reply {
+    pub async fn load_owned(self: &Rc<Self>, m: &Meta<'_>) -> Answer {
         match self.l1.map().probe(m.id, mono_ms(m.at)) {
             Probe::Ready(campaign, outcome) => {
                 self.metrics.l1(outcome);
@@ -123,7 +161,7 @@ impl ShardCtx {
         result: LoadResult,
         stale: Option<Arc<Campaign>>,
         m: &Meta<'_>,
-    ) -> Reply {
+    ) -> Answer {
         match after_load(result, stale) {
             AfterLoad::Found(campaign) => self.accept(campaign.as_deref(), m, true),
             AfterLoad::Stale(stale) => {
@@ -134,11 +172,11 @@ impl ShardCtx {
         }
     }
 
-    fn unavailable(&self, m: &Meta<'_>) -> Reply {
+    fn unavailable(&self, m: &Meta<'_>) -> Answer {
         match self.shared.cfg().on_core_data_unavailable {
             OnUnavailable::Reject => {
                 self.metrics.refused(Refusal::Unavailable);
-                Reply::Unavailable
+                Reply::Unavailable.into()
             }
             OnUnavailable::Accept => {
                 self.metrics.unvalidated.inc();
@@ -148,14 +186,14 @@ impl ShardCtx {
     }
 
     /// Turns a lookup answer into an event in this shard's batch, and the reply.
-    fn accept(&self, campaign: Option<&Campaign>, m: &Meta<'_>, validated: bool) -> Reply {
+    fn accept(&self, campaign: Option<&Campaign>, m: &Meta<'_>, validated: bool) -> Answer {
         let campaign = match verdict(campaign) {
             Ok(campaign) => campaign,
             Err((reply, refusal)) => {
                 if let Some(why) = refusal {
                     self.metrics.refused(why);
                 }
-                return reply;
+                return reply.into();
             }
         };
         let event = Event {
@@ -168,13 +206,16 @@ impl ShardCtx {
             validated,
         };
         if !m.record {
-            return accepted(m.route, m.image_only, || event.response_json());
+            return accepted(m.route, m.image_only, || event.response_json()).into();
         }
-        if self.batcher.append(&event).is_err() {
+        let Ok(seq) = self.batcher.append(&event) else {
             self.metrics.refused(Refusal::Backpressure);
-            return Reply::Busy;
-        }
+            return Reply::Busy.into();
+        };
         self.metrics.events_accepted.inc();
-        accepted(m.route, m.image_only, || event.response_json())
+        Answer {
+            reply: accepted(m.route, m.image_only, || event.response_json()),
+            batch: (self.shared.cfg().ack == Ack::Durable).then_some(seq),
+        }
     }
 }

@@ -28,11 +28,23 @@ pub fn spawn_receivers(ctx: &Rc<ShardCtx>, receivers: &mut Receivers<MeshMsg>) {
 fn on_message(ctx: &Rc<ShardCtx>, peer: usize, msg: MeshMsg) {
     match msg {
         MeshMsg::Handle { key, req } => match ctx.try_owned_now(&req.meta()) {
-            Some(reply) => send(ctx, peer, MeshMsg::Handled { key, reply }),
-            None => {
+            Some(answer) if !answer.must_wait() => send(
+                ctx,
+                peer,
+                MeshMsg::Handled {
+                    key,
+                    reply: answer.reply,
+                },
+            ),
+            // A load, or a durable ack, to wait for: answer from a task of its own.
+            now => {
                 let ctx = ctx.clone();
                 glommio::spawn_local(async move {
-                    let reply = ctx.load_owned(&req.meta()).await;
+                    let answer = match now {
+                        Some(answer) => answer,
+                        None => ctx.load_owned(&req.meta()).await,
+                    };
+                    let reply = ctx.settle(answer).await;
                     let _ = ctx
                         .senders
                         .send_to(peer, MeshMsg::Handled { key, reply })
