@@ -77,7 +77,10 @@ fn fields_of<T: Serialize + Default>() -> Vec<String> {
 /// Fields of each section, including optional ones a default leaves out.
 fn known_fields(section: &str) -> Vec<String> {
     let (mut fields, optional): (Vec<String>, &[&str]) = match section {
-        "engine" => (fields_of::<EngineConfig>(), &["shards", "io_memory_bytes"]),
+        "engine" => (
+            fields_of::<EngineConfig>(),
+            &["shards", "io_memory_bytes", "connections_per_shard_max"],
+        ),
         "segments" => (fields_of::<SegmentsConfig>(), &[]),
         "campaigns" => (fields_of::<CampaignsConfig>(), &["file"]),
         "redis" => (fields_of::<RedisConfig>(), &["url"]),
@@ -370,7 +373,12 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        for field in ["`shardz`", "`listen`", "`batch_linger_ms`", "`redis.timeout_ms`"] {
+        for field in [
+            "`shardz`",
+            "`listen`",
+            "`batch_linger_ms`",
+            "`redis.timeout_ms`",
+        ] {
             assert!(err.contains(field), "{field} missing from: {err}");
         }
     }

@@ -374,44 +374,6 @@ fn a_too_small_memlock_limit_is_one_clear_line() {
 }
 
 #[test]
-fn connections_over_the_per_shard_cap_are_closed_and_counted() {
-    let b = Beacon::start(
-        &["--shards", "1"],
-        &[("BEACON_CONNECTIONS_PER_SHARD_MAX", "2")],
-    );
-    let mut held: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut s = TcpStream::connect(b.addr).unwrap();
-            s.write_all(b"GET /health/check HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-            let mut buf = [0u8; 64];
-            let n = s.read(&mut buf).unwrap();
-            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-            s
-        })
-        .collect();
-    let mut third = TcpStream::connect(b.addr).unwrap();
-    third
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let _ = third.write_all(b"GET /health/check HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut buf = Vec::new();
-    let _ = third.read_to_end(&mut buf);
-    assert!(
-        buf.is_empty(),
-        "the third connection is closed without an answer"
-    );
-    held.pop();
-    std::thread::sleep(Duration::from_millis(100));
-    let (status, _, metrics) = b.get("/metrics", &[]);
-    assert_eq!(status, 200, "a slot freed up");
-    assert!(
-        metrics.contains("beacon_connections_refused_total{shard=\"0\"} 1"),
-        "counted"
-    );
-}
-
-#[test]
 fn a_second_beacon_on_the_same_data_dir_or_port_exits_2_and_the_first_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -524,23 +486,12 @@ fn tail_refuses_what_is_not_a_data_directory_and_fails_on_damage() {
 #[test]
 fn sixteen_shards_fit_a_common_8_mib_memlock_limit_with_one_warning() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -l 8192 && exec {} serve --listen 127.0.0.1:0 --shards 16 --data-dir {}",
-            common::bin(),
-            tmp.path().join("data").display()
-        ))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let (child, line) = serve_under_ulimit(
+        "-l 8192",
+        &["--shards", "16"],
+        &tmp.path().join("data"),
+        &[],
+    );
     let addr = line.trim().rsplit("http://").next().unwrap().to_string();
     let agent = common::agent();
     let status = agent
@@ -669,5 +620,183 @@ fn durable_acks_survive_kill_9_under_load() {
         lost.len(),
         answered.len(),
         &lost[..lost.len().min(3)]
+    );
+}
+
+/// Sends `request` on `conn` and reads one whole response (head and `content-length` body).
+fn exchange(conn: &mut TcpStream, request: &str) -> String {
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before a whole response: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if out.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+#[test]
+fn health_and_metrics_answer_at_the_connection_cap() {
+    let b = Beacon::start(
+        &["--shards", "1"],
+        &[("BEACON_CONNECTIONS_PER_SHARD_MAX", "2")],
+    );
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Two keep-alive clients take the whole cap.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(b.addr).unwrap())
+        .collect();
+    for c in held.iter_mut() {
+        assert!(exchange(c, &get("/event/212313")).starts_with("HTTP/1.1 200"));
+    }
+    let health = b.raw(get("/health/check").as_bytes());
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(
+        health.to_ascii_lowercase().contains("connection: close"),
+        "{health}"
+    );
+    let metrics = b.raw(get("/metrics").as_bytes());
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("beacon_connections_refused_total{shard=\"0\"} 2"),
+        "{metrics}"
+    );
+    let tracking = b.raw(get("/event/212313").as_bytes());
+    assert!(tracking.starts_with("HTTP/1.1 503"), "{tracking}");
+    // The clients that hold the cap are served as before.
+    for c in held.iter_mut() {
+        assert!(exchange(c, &get("/pixel/212313")).starts_with("HTTP/1.1 204"));
+    }
+    // Past the cap and the 16 connections kept for health checks, connections are closed
+    // without an answer.
+    let idle: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(b.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let closed = b.raw(get("/health/check").as_bytes());
+    assert_eq!(closed, "", "closed at once");
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        b.raw(get("/health/check").as_bytes())
+            .starts_with("HTTP/1.1 200"),
+        "room again"
+    );
+}
+
+#[test]
+fn a_half_sent_head_gets_408_and_an_idle_connection_just_closes() {
+    let b = Beacon::start(&[], &[("BEACON_HEADER_READ_TIMEOUT_MS", "300")]);
+    let partial = b.raw(b"GET /event/212313 HTTP/1.1\r\nHost: x\r\n");
+    assert!(partial.starts_with("HTTP/1.1 408"), "{partial:?}");
+    let idle = b.raw(b"");
+    assert_eq!(idle, "", "an idle connection closes without an answer");
+    // After a whole exchange, a keep-alive connection that idles closes without a 408 too.
+    let mut conn = TcpStream::connect(b.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    assert!(
+        exchange(&mut conn, "GET /pixel/212313 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .starts_with("HTTP/1.1 204")
+    );
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert_eq!(
+        b.metric("beacon_requests_total{route=\"other\",shard=\"0\",status=\"408\"}")
+            + b.metric("beacon_requests_total{route=\"other\",shard=\"1\",status=\"408\"}"),
+        1.0
+    );
+}
+
+/// Starts `beacon serve ARGS` under `sh -c "ulimit ...; exec beacon"`, with `env`; the child
+/// and its first line of standard output (the ready line, or nothing if it stopped).
+fn serve_under_ulimit(
+    ulimit: &str,
+    args: &[&str],
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
+        .arg(common::bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, line)
+}
+
+/// `beacon serve` under `ulimit -n limit`: (exit status if it stopped, stderr so far).
+fn serve_with_nofile(limit: u32, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, line) = serve_under_ulimit(
+        &format!("-n {limit}"),
+        &["--shards", "2"],
+        &tmp.path().join("data"),
+        env,
+    );
+    let status = if line.contains("listening") {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        None
+    } else {
+        child.wait().unwrap().code()
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn the_open_files_limit_sizes_the_connection_cap_or_stops_the_start() {
+    // Set, a cap the limit cannot hold stops the start with the fix.
+    let (status, stderr) = serve_with_nofile(400, &[("BEACON_CONNECTIONS_PER_SHARD_MAX", "1000")]);
+    assert_eq!(status, Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("ulimit -n") && last.contains("connections_per_shard_max"),
+        "{stderr}"
+    );
+    // Unset, the cap shrinks to what the limit holds, with one warning line, and it serves.
+    let (status, stderr) = serve_with_nofile(600, &[]);
+    assert_eq!(status, None, "{stderr}");
+    assert_eq!(
+        stderr.matches("open-files limit holds").count(),
+        1,
+        "{stderr}"
     );
 }

@@ -427,7 +427,13 @@ fn aggregated_records_read_back_through_the_standard_deaggregator() {
 /// `beacon tail --kinesis-stream` output: (message id, how often) per printed event.
 fn tail_stream(endpoint: &str, stream: &str) -> (std::process::Output, HashMap<String, usize>) {
     let out = std::process::Command::new(common::bin())
-        .args(["tail", "--kinesis-stream", stream, "--kinesis-endpoint", endpoint])
+        .args([
+            "tail",
+            "--kinesis-stream",
+            stream,
+            "--kinesis-endpoint",
+            endpoint,
+        ])
         .envs(AWS_ENV)
         .output()
         .unwrap();

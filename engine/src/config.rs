@@ -25,6 +25,13 @@ pub const IO_MEMORY_DEFAULT_BYTES: usize = 512 << 10;
 /// The least registered io_uring memory per shard beacon runs with.
 pub const IO_MEMORY_MIN_BYTES: usize = 64 << 10;
 const _: () = assert!(IO_MEMORY_MIN_BYTES <= IO_MEMORY_DEFAULT_BYTES);
+
+/// Open client connections per shard when `connections_per_shard_max` is not set and the
+/// open-files limit holds them.
+pub const CONNECTIONS_DEFAULT: usize = 10_000;
+/// Connections a shard takes beyond its cap to answer health checks and scrapes (one request
+/// each, then closed); every other request on them gets 503.
+pub const ADMIN_CONNECTIONS_PER_SHARD: usize = 16;
 /// The longest campaign id the engine accepts; longer ids are answered 400.
 pub const CAMPAIGN_ID_BYTES_MAX: usize = 128;
 
@@ -156,9 +163,12 @@ pub struct EngineConfig {
     /// with `ack = "accepted"` this bounds what a crash can lose while the sink is behind.
     pub sink_queue_batches_max: usize,
 
-    /// Open connections per shard; further connections are closed at once and counted.
-    /// Default 10,000.
-    pub connections_per_shard_max: usize,
+    /// Open client connections per shard. Beyond it a shard still takes
+    /// `ADMIN_CONNECTIONS_PER_SHARD` more, which answer `/health/*` and `/metrics` and 503 to
+    /// anything else, then close; further ones are closed at once. All are counted. Default:
+    /// 10,000, or what the open-files limit holds (one warning line). Set, the limit must hold
+    /// it or the start stops with a line saying what to change.
+    pub connections_per_shard_max: Option<usize>,
     /// Largest request head (request line + headers) in bytes; larger ones get 431. Default 8192.
     pub header_bytes_max: usize,
     /// Longest request path in bytes; longer ones get 414. Default 1024.
@@ -206,7 +216,7 @@ impl Default for EngineConfig {
             batch_bytes_max: 4 << 20,
             batch_linger_ms: 50,
             sink_queue_batches_max: 4,
-            connections_per_shard_max: 10_000,
+            connections_per_shard_max: None,
             header_bytes_max: 8192,
             path_bytes_max: 1024,
             trusted_proxy_hops: 1,
@@ -378,8 +388,9 @@ impl EngineConfig {
         check.check("l1_entries_max", l1, shards, 100_000_000);
         check.check("l1_ttl_secs", self.l1_ttl_secs, 1, 86_400 * 30);
         check.check("l1_negative_ttl_secs", self.l1_negative_ttl_secs, 0, 86_400);
-        let conns = self.connections_per_shard_max as u64;
-        check.check("connections_per_shard_max", conns, 1, 1_000_000);
+        if let Some(conns) = self.connections_per_shard_max {
+            check.check("connections_per_shard_max", conns as u64, 1, 1_000_000);
+        }
         // hyper's read buffer cannot be smaller than 8 KiB.
         let head = self.header_bytes_max as u64;
         check.check("header_bytes_max", head, 8192, 1 << 20);
@@ -422,6 +433,13 @@ impl EngineConfig {
         check.check("batch_records_max", records, 1, limits.records_max as u64);
         let bytes = self.batch_bytes_max as u64;
         check.check("batch_bytes_max", bytes, 1024, limits.bytes_max as u64);
+    }
+
+    /// Open client connections per shard: the configured cap, else the default (the server
+    /// fills in what the open-files limit holds before the shards start).
+    pub fn connection_cap(&self) -> usize {
+        self.connections_per_shard_max
+            .unwrap_or(CONNECTIONS_DEFAULT)
     }
 
     /// Entries each shard's L1 may hold.

@@ -14,7 +14,7 @@ use crate::model::{BadId, Route};
 use crate::sys::CpuClocks;
 
 /// Statuses the engine itself answers with; anything else is counted as "other".
-const STATUSES: [u16; 10] = [200, 204, 400, 403, 404, 405, 414, 431, 503, 500];
+const STATUSES: [u16; 11] = [200, 204, 400, 403, 404, 405, 408, 414, 431, 503, 500];
 
 /// Why an event was refused after its id passed validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +97,7 @@ pub struct Metrics {
     bad: IntCounterVec,
     conns: IntGaugeVec,
     conns_refused: IntCounterVec,
+    accept_errors: IntCounterVec,
     queue: IntGaugeVec,
     queue_full: IntCounterVec,
     sink_errors: IntCounterVec,
@@ -167,7 +168,8 @@ impl Metrics {
             refused: c("beacon_events_refused_total", "Requests for a known campaign that produced no event, by reason", &["reason", "shard"]),
             bad: c("beacon_bad_requests_total", "Requests refused before lookup, by reason", &["reason", "shard"]),
             conns: g("beacon_connections_open", "Open client connections", &["shard"]),
-            conns_refused: c("beacon_connections_refused_total", "Connections closed at once because the shard was at connections_per_shard_max", &["shard"]),
+            conns_refused: c("beacon_connections_refused_total", "Connections over connections_per_shard_max: served health and metrics only, or closed at once", &["shard"]),
+            accept_errors: c("beacon_accept_errors_total", "Failed accepts (e.g. out of file descriptors)", &["shard"]),
             queue: g("beacon_sink_queue_batches", "Sealed batches waiting for or being written by the sink", &["shard"]),
             queue_full: c("beacon_sink_queue_full_total", "Seals refused because the sink queue was full", &["shard"]),
             sink_errors: c("beacon_sink_errors_total", "Failed sink writes (each is retried)", &["shard"]),
@@ -224,6 +226,7 @@ impl Metrics {
                 .collect(),
             connections_open: self.conns.with_label_values(&[s]),
             connections_refused: self.conns_refused.with_label_values(&[s]),
+            accept_errors: self.accept_errors.with_label_values(&[s]),
             sink_queue_batches: self.queue.with_label_values(&[s]),
             sink_queue_full: self.queue_full.with_label_values(&[s]),
             sink_errors: self.sink_errors.with_label_values(&[s]),
@@ -268,6 +271,7 @@ pub struct ShardMetrics {
     bad: Vec<IntCounter>,
     pub connections_open: IntGauge,
     pub connections_refused: IntCounter,
+    pub accept_errors: IntCounter,
     pub sink_queue_batches: IntGauge,
     pub sink_queue_full: IntCounter,
     pub sink_errors: IntCounter,

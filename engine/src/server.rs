@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::ports::{CoreDataSource, Sink};
 use crate::shard::{self, ShardError, ShardInputs};
 use crate::state::Shared;
-use crate::sys::{allowed_cpus, preflight, DirLock, DirLockError, PreflightError};
+use crate::sys::{allowed_cpus, descriptors, preflight, DirLock, DirLockError, PreflightError};
 
 /// Connections the kernel queues per shard socket before the shard accepts them.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -78,6 +78,8 @@ impl Server {
         }
         let shards = cfg.shard_count();
         let io_memory = preflight(shards, cfg.io_memory_bytes)?;
+        let mut cfg = cfg;
+        cfg.connections_per_shard_max = Some(descriptors(shards, cfg.connections_per_shard_max)?);
         let data_dir = DirLock::acquire(&cfg.data_dir)?;
         let (sockets, local_addr) = bind_all(cfg.listen, shards)?;
         let shared = Arc::new(Shared::new(cfg, sink.clone(), core_data.clone(), metrics));

@@ -7,7 +7,7 @@
 //! then); seal the open batch, let the writer drain the queue into the sink, close the sink.
 
 use std::cell::Cell;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::io::FromRawFd;
 use std::pin::pin;
 use std::rc::Rc;
@@ -22,6 +22,7 @@ use hyper::server::conn::http1;
 
 use crate::batch::Batcher;
 use crate::cache::{Applied, L1Owner};
+use crate::config::ADMIN_CONNECTIONS_PER_SHARD;
 use crate::http::{HyperStream, ShardTimer};
 use crate::metrics::{BadRequest, ShardMetrics};
 use crate::model::Route;
@@ -90,6 +91,7 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
         handled: Rc::new(PendingTable::default()),
         resolved: Rc::new(PendingTable::default()),
         connections: Cell::new(0),
+        admin_connections: Cell::new(0),
     });
     spawn_receivers(&ctx, &mut receivers);
     spawn_ticker(ctx.clone());
@@ -162,6 +164,7 @@ async fn accept_loop(
             None => return,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
+                ctx.metrics.accept_errors.inc();
                 if let Some(more) = accept_failed.due() {
                     tracing::warn!(shard = ctx.id, error = %e, more, "accept failed");
                 }
@@ -169,49 +172,78 @@ async fn accept_loop(
                 continue;
             }
         };
-        if ctx.connections.get() >= ctx.shared.cfg().connections_per_shard_max {
+        let cap = ctx.shared.cfg().connection_cap();
+        // Over the cap, a few connections are still taken for health checks and scrapes.
+        let admin_only = ctx.connections.get() >= cap;
+        if admin_only {
             ctx.metrics.connections_refused.inc();
             if let Some(more) = refused.due() {
-                let cap = ctx.shared.cfg().connections_per_shard_max;
                 tracing::warn!(
                     shard = ctx.id,
                     connections_per_shard_max = cap,
                     more,
-                    "shard at its connection cap: refusing new connections"
+                    "shard at its connection cap: new connections get health and metrics only, \
+                     or are closed"
                 );
             }
-            drop(stream);
-            continue;
+            if ctx.admin_connections.get() >= ADMIN_CONNECTIONS_PER_SHARD {
+                drop(stream);
+                continue;
+            }
         }
         glommio::spawn_local(serve_connection(
             ctx.clone(),
             http.clone(),
             stream,
             stop.clone(),
+            admin_only,
         ))
         .detach();
+        // glommio's accept returns at once while connections wait: let the tasks of the
+        // connections already open run before taking the next, so a burst of connects cannot
+        // stall requests on open connections or leave closed ones unreaped.
+        future::yield_now().await;
     }
 }
 
-struct ConnGuard<'a>(&'a ShardCtx, &'a ShardMetrics);
+/// Counts a connection while it lives: among the shard's connections, or its admin-only ones.
+struct ConnGuard<'a>(&'a Cell<usize>, &'a ShardMetrics);
+
+impl<'a> ConnGuard<'a> {
+    fn new(count: &'a Cell<usize>, metrics: &'a ShardMetrics) -> Self {
+        count.set(count.get() + 1);
+        metrics.connections_open.inc();
+        ConnGuard(count, metrics)
+    }
+}
 
 impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
-        self.0.connections.set(self.0.connections.get() - 1);
+        self.0.set(self.0.get() - 1);
         self.1.connections_open.dec();
     }
 }
+
+/// What a client that sent part of a request head and then nothing for
+/// `header_read_timeout_ms` is told before the connection closes.
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 async fn serve_connection(
     ctx: Rc<ShardCtx>,
     http: Rc<http1::Builder>,
     stream: TcpStream,
     stop: Rc<Event>,
+    admin_only: bool,
 ) {
-    ctx.connections.set(ctx.connections.get() + 1);
-    ctx.metrics.connections_open.inc();
-    let _guard = ConnGuard(&ctx, &ctx.metrics);
+    let count = match admin_only {
+        true => &ctx.admin_connections,
+        false => &ctx.connections,
+    };
+    let _guard = ConnGuard::new(count, &ctx.metrics);
     let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let head_started = Rc::new(Cell::new(false));
     let peer_ip: Rc<str> = stream
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -219,9 +251,10 @@ async fn serve_connection(
         .into();
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
-        crate::http::serve(svc_ctx.clone(), peer_ip.clone(), req)
+        crate::http::serve(svc_ctx.clone(), peer_ip.clone(), req, admin_only)
     });
-    let mut conn = pin!(http.serve_connection(HyperStream::new(stream), service));
+    let io = HyperStream::new(stream, head_started.clone());
+    let mut conn = pin!(http.serve_connection(io, service));
     let stopped = stop.listen();
     if ctx.shared.is_stopping() {
         conn.as_mut().graceful_shutdown();
@@ -239,6 +272,23 @@ async fn serve_connection(
             let _ = conn.await;
         }
         Some(Err(e)) if e.is_parse() => count_refused_head(&ctx.metrics, &e),
+        Some(Err(e)) if e.is_timeout() && head_started.get() => {
+            // hyper closes without a word; a client mid-head is told why. The connection
+            // (and so `fd`) is still open: `conn` owns the stream until this function returns.
+            // SAFETY: `fd` is this connection's open socket; send only reads the buffer.
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+            let sent = unsafe {
+                libc::send(
+                    fd,
+                    REQUEST_TIMEOUT.as_ptr().cast(),
+                    REQUEST_TIMEOUT.len(),
+                    flags,
+                )
+            };
+            if sent > 0 {
+                ctx.metrics.request(Route::Other, 408);
+            }
+        }
         Some(_) => {}
     }
 }

@@ -40,6 +40,8 @@ pub fn run(cfg: Config) -> Result<()> {
     let sink = sink(&cfg, &mut sidecar, &metrics)?;
     let (core_name, sink_name) = (core.name(), sink_detail(&cfg));
     let server = Server::start(cfg.engine.clone(), core, sink, metrics)?;
+    // Before the ready line: a supervisor may send SIGTERM the moment it sees it.
+    watch_signals(server.stopper())?;
     // The ready line on standard output, for scripts that start beacon and wait for it (the
     // address is the bound one, so `--listen 127.0.0.1:0` works); the log says the rest.
     println!("beacon listening on http://{}", server.local_addr());
@@ -53,7 +55,6 @@ pub fn run(cfg: Config) -> Result<()> {
         sink = %sink_name,
         "beacon listening"
     );
-    watch_signals(server.stopper())?;
     server.wait()?;
     drop(sidecar);
     tracing::info!("stopped; every accepted event is in the sink");

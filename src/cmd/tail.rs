@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use beacon_engine::embedded::read_all;
 use beacon_engine::config::RecordFormat;
+use beacon_engine::embedded::read_all;
 use beacon_engine::model::{decode, DecodedEvent, RKYV_MAGIC};
 use beacon_kinesis::reader::{self, StartAt};
 
@@ -128,8 +128,7 @@ fn run_stream(args: &TailArgs, stream: &str) -> Result<()> {
     let mut write_err = None;
     let problems = std::cell::Cell::new(0usize);
     let result = runtime.block_on(async {
-        let client =
-            reader::client(args.kinesis_endpoint.as_deref(), args.region.as_deref()).await;
+        let client = reader::client(args.kinesis_endpoint.as_deref(), args.region.as_deref()).await;
         reader::read(
             &client,
             stream,
@@ -149,7 +148,10 @@ fn run_stream(args: &TailArgs, stream: &str) -> Result<()> {
                 }
                 Err(why) => {
                     problems.set(problems.get() + 1);
-                    let sub = record.sub_index.map(|i| format!(" (user record {i})")).unwrap_or_default();
+                    let sub = record
+                        .sub_index
+                        .map(|i| format!(" (user record {i})"))
+                        .unwrap_or_default();
                     eprintln!(
                         "beacon tail: {} sequence number {}{sub}: {why}",
                         record.shard_id, record.sequence_number
@@ -173,7 +175,10 @@ fn run_stream(args: &TailArgs, stream: &str) -> Result<()> {
     }
     lines.flush()?;
     result.with_context(|| {
-        let at = args.kinesis_endpoint.as_deref().unwrap_or("the region's endpoint");
+        let at = args
+            .kinesis_endpoint
+            .as_deref()
+            .unwrap_or("the region's endpoint");
         format!("cannot read Kinesis stream {stream} at {at}")
     })?;
     let problems = problems.get();

@@ -123,8 +123,7 @@ pub async fn read(
                 .map_err(|e| fail("GetRecords", describe(&e)))?;
             let records = page.records();
             new_records += records.len();
-            cursor.caught_up =
-                records.is_empty() && page.millis_behind_latest().unwrap_or(0) == 0;
+            cursor.caught_up = records.is_empty() && page.millis_behind_latest().unwrap_or(0) == 0;
             for r in records {
                 let data = r.data().as_ref();
                 let sequence_number = r.sequence_number().to_string();

@@ -351,7 +351,9 @@ impl Sender {
 /// An AWS error as its code and message (`ResourceNotFoundException`, "Stream x not found"),
 /// rather than the SDK's nested debug text; errors that never reached the service (DNS,
 /// refused connections, TLS) are named by their outermost cause.
-pub(crate) fn error_code_and_message<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> (String, String)
+pub(crate) fn error_code_and_message<E, R>(
+    e: &aws_sdk_kinesis::error::SdkError<E, R>,
+) -> (String, String)
 where
     E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

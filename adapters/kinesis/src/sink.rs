@@ -135,9 +135,11 @@ impl Sink for KinesisSink {
     }
 
     fn durable_writes(&self) -> Result<(), String> {
-        Err("the Kinesis sink takes a batch before Kinesis has stored it; ack = \"durable\" \
+        Err(
+            "the Kinesis sink takes a batch before Kinesis has stored it; ack = \"durable\" \
              works with segment files only, for now"
-            .into())
+                .into(),
+        )
     }
 
     fn status(&self) -> SinkStatus {

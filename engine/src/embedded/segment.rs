@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use glommio::io::BufferedFile;
 
-use super::frame::{put_frame, read_frame, FRAME_HEADER_BYTES};
+use super::frame::{put_frame, read_frame, FrameError, FRAME_HEADER_BYTES};
 use crate::config::{BatchLimits, FsyncPolicy, RecordFormat, SegmentsConfig};
 use crate::model::{decode, DecodedEvent};
 use crate::ports::{LocalBoxFuture, SealedBatch, ShardSink, Sink, SinkError};
@@ -207,6 +207,27 @@ pub struct ReadProblem {
     pub what: String,
 }
 
+/// The largest record a frame may hold for resynchronisation to consider it: events are a few
+/// hundred bytes (a request head is at most 1 MiB).
+const RECORD_BYTES_MAX: usize = 1 << 20;
+
+/// A torn tail is one interrupted write: at most one batch's frames. Anything longer that does
+/// not parse is damage.
+const TORN_TAIL_BYTES_MAX: usize = 64 << 20;
+
+/// Where the next frame that checks out (plausible length, known format tag, matching CRC)
+/// starts, scanning from `from`.
+fn next_intact_frame(bytes: &[u8], from: usize) -> Option<usize> {
+    let header = FRAME_HEADER_BYTES + FORMAT_TAG_BYTES;
+    (from..bytes.len().saturating_sub(header)).find(|&p| {
+        let len = u32::from_le_bytes(bytes[p..p + 4].try_into().expect("4 bytes")) as usize;
+        len <= RECORD_BYTES_MAX
+            && p + header + len <= bytes.len()
+            && format_from_byte(bytes[p + FRAME_HEADER_BYTES]).is_some()
+            && read_frame(bytes, p, FORMAT_TAG_BYTES).is_ok()
+    })
+}
+
 /// Reads every record under a data directory (all shards, segments in order), calling `each`
 /// with the decoded event. Returns the problems met: a torn tail ends its segment.
 pub fn read_all(
@@ -239,10 +260,32 @@ pub fn read_all(
                 };
                 let (body, next) = match read_frame(&bytes, at, FORMAT_TAG_BYTES) {
                     Ok(frame) => frame,
-                    Err(e) => {
-                        problems.push(problem(&format!("{}; rest of segment skipped", e.as_str())));
-                        break;
-                    }
+                    Err(e) => match next_intact_frame(&bytes, at + 1) {
+                        // Damage in the middle: skip to the next frame that checks out.
+                        Some(resume) => {
+                            problems.push(problem(&format!(
+                                "damaged record ({}): {} bytes skipped to the next intact record",
+                                e.as_str(),
+                                resume - at
+                            )));
+                            at = resume;
+                            continue;
+                        }
+                        None if e == FrameError::Torn
+                            && at + TORN_TAIL_BYTES_MAX >= bytes.len() =>
+                        {
+                            problems.push(problem(e.as_str()));
+                            break;
+                        }
+                        None => {
+                            problems.push(problem(&format!(
+                                "damaged record ({}): the last {} bytes of the file hold no intact record",
+                                e.as_str(),
+                                bytes.len() - at
+                            )));
+                            break;
+                        }
+                    },
                 };
                 let (fmt, payload) = (body[0], &body[FORMAT_TAG_BYTES..]);
                 match format_from_byte(fmt).map(|f| decode(f, payload)) {
@@ -317,5 +360,41 @@ mod tests {
         assert_eq!(read, 4);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].what.contains("torn"), "{problems:?}");
+    }
+
+    #[test]
+    fn damage_in_the_middle_skips_to_the_next_intact_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SegmentSink {
+            dir: dir.path().to_path_buf(),
+            cfg: SegmentsConfig::default(),
+        };
+        let (all, ids) = batch(100);
+        crate::test_executor().run(async {
+            let mut shard = sink.open(0).await.unwrap();
+            shard.write(&all).await.unwrap();
+            shard.close().await.unwrap();
+        });
+        let (_, path) = segments_in(&dir.path().join("shard-0")).unwrap().remove(0);
+        let clean = std::fs::read(&path).unwrap();
+        let frame = clean.len() / 100;
+        for (what, at) in [
+            ("a body byte", 10 * frame + 20),
+            ("a length byte", 10 * frame + 1),
+        ] {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 0x55;
+            std::fs::write(&path, &bytes).unwrap();
+            let mut read = Vec::new();
+            let problems = read_all(dir.path(), |_, e| read.push(e.message_id())).unwrap();
+            assert_eq!(read.len(), 99, "{what}: every other record is read");
+            assert!(!read.contains(&ids[10].hyphenated().to_string()), "{what}");
+            assert_eq!(problems.len(), 1, "{what}: {problems:?}");
+            assert!(
+                problems[0].what.contains(&format!("{frame} bytes skipped")),
+                "{what}: {problems:?}"
+            );
+            assert_eq!(problems[0].offset as usize, 10 * frame, "{what}");
+        }
     }
 }

@@ -39,9 +39,17 @@ pub async fn serve(
     ctx: Rc<ShardCtx>,
     peer_ip: Rc<str>,
     req: Request<Incoming>,
+    admin_only: bool,
 ) -> Result<Resp, Infallible> {
     let started = Instant::now();
-    let (route, resp) = route(&ctx, &peer_ip, &req, started).await;
+    let (route, mut resp) = match admin_only {
+        false => route(&ctx, &peer_ip, &req, started).await,
+        true => admin_route(&ctx, &peer_ip, &req, started).await,
+    };
+    if admin_only {
+        resp.headers_mut()
+            .insert("connection", HeaderValue::from_static("close"));
+    }
     ctx.metrics.request(route, resp.status().as_u16());
     ctx.metrics.latency(route, started.elapsed().as_secs_f64());
     Ok(resp)
@@ -98,6 +106,29 @@ async fn route(
         _ => text(StatusCode::NOT_FOUND, "text/plain", "no such route\n"),
     };
     (route, resp)
+}
+
+/// A connection taken over the shard's cap: health checks and scrapes are answered, anything
+/// else gets 503; either way the connection then closes.
+async fn admin_route(
+    ctx: &Rc<ShardCtx>,
+    peer_ip: &str,
+    req: &Request<Incoming>,
+    at: Instant,
+) -> (Route, Resp) {
+    match req.uri().path() {
+        "/health/check" | "/health/ready" | "/metrics" => route(ctx, peer_ip, req, at).await,
+        _ => {
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "connection limit reached; retry\n",
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            (Route::Other, r)
+        }
+    }
 }
 
 fn ready(ctx: &ShardCtx) -> Resp {

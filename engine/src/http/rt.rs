@@ -5,9 +5,11 @@
 //! hyper's (uninitialised) buffer. Nothing is zeroed per read, and no `unsafe` is needed to hand
 //! uninitialised memory to a `&mut [u8]` API.
 
+use std::cell::Cell;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -22,12 +24,16 @@ pub const RECV_BUFFER_BYTES: usize = 8192;
 /// A glommio TCP stream that hyper can drive.
 pub struct HyperStream {
     inner: TcpStream<Preallocated>,
+    /// Set when bytes arrive, cleared when an answer is written: whether a request head is
+    /// under way (a header-read timeout then gets a 408, an idle keep-alive close does not).
+    head_started: Rc<Cell<bool>>,
 }
 
 impl HyperStream {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: TcpStream, head_started: Rc<Cell<bool>>) -> Self {
         HyperStream {
             inner: stream.buffered_with(Preallocated::new(RECV_BUFFER_BYTES)),
+            head_started,
         }
     }
 }
@@ -41,6 +47,9 @@ impl hyper::rt::Read for HyperStream {
         let this = self.get_mut();
         let received = ready!(Pin::new(&mut this.inner).poll_fill_buf(cx))?;
         let n = received.len().min(buf.remaining());
+        if n > 0 {
+            this.head_started.set(true);
+        }
         buf.put_slice(&received[..n]);
         Pin::new(&mut this.inner).consume(n);
         Poll::Ready(Ok(()))
@@ -53,7 +62,9 @@ impl hyper::rt::Write for HyperStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.head_started.set(false);
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

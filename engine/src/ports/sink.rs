@@ -113,7 +113,10 @@ pub trait Sink: Send + Sync {
     /// Whether a finished `write` means the batch survives a crash (what `ack = "durable"`
     /// needs); if not, why, with the fix.
     fn durable_writes(&self) -> Result<(), String> {
-        Err(format!("the {} sink does not make its writes durable", self.name()))
+        Err(format!(
+            "the {} sink does not make its writes durable",
+            self.name()
+        ))
     }
     fn status(&self) -> SinkStatus {
         SinkStatus {

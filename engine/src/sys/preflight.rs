@@ -1,7 +1,15 @@
 //! Start-up checks that turn an environment beacon cannot run in into one line saying what to
 //! change, instead of a panic deep inside the io_uring runtime.
 
-use crate::config::{IO_MEMORY_DEFAULT_BYTES, IO_MEMORY_MIN_BYTES};
+use crate::config::{
+    ADMIN_CONNECTIONS_PER_SHARD, CONNECTIONS_DEFAULT, IO_MEMORY_DEFAULT_BYTES, IO_MEMORY_MIN_BYTES,
+};
+
+/// Descriptors kept for beacon's own use, never taken by connections: segment and spool
+/// files, listeners, io_uring rings and eventfds, the sidecar's sockets, the log.
+pub const OWN_DESCRIPTORS: u64 = 256;
+/// Fewer connections per shard than this is not a server: the start stops instead.
+const CONNECTIONS_MIN: u64 = 64;
 
 /// io_uring ring memory per shard: the three rings glommio sets up, rounded up generously.
 const RING_MEMORY_PER_SHARD_BYTES: u64 = 256 << 10;
@@ -26,6 +34,97 @@ pub enum PreflightError {
         shards: usize,
         io_memory: usize,
     },
+    #[error(
+        "the open-files limit (`ulimit -n`) is {have} but {shards} shards with {per_shard} connections \
+         each (+{admin} for health checks) and {own} descriptors of beacon's own need {need}: raise \
+         `ulimit -n` (systemd: LimitNOFILE=; docker: --ulimit nofile=; ECS: ulimits nofile) or lower \
+         connections_per_shard_max{hint}"
+    )]
+    Nofile {
+        have: u64,
+        need: u64,
+        shards: usize,
+        per_shard: u64,
+        admin: usize,
+        own: u64,
+        hint: String,
+    },
+}
+
+/// Makes the open-files limit hold `shards` shards' connections plus beacon's own descriptors,
+/// raising the soft limit toward the hard one as needed. Returns the connection cap per shard:
+/// `configured` if set (and it fits), else the default or as many as the limit holds.
+pub fn descriptors(shards: usize, configured: Option<usize>) -> Result<usize, PreflightError> {
+    let per_shard = |cap: u64| cap + ADMIN_CONNECTIONS_PER_SHARD as u64;
+    let need = |cap: u64| shards as u64 * per_shard(cap) + OWN_DESCRIPTORS;
+    let wanted = configured.unwrap_or(CONNECTIONS_DEFAULT) as u64;
+    let Some((soft, hard)) = nofile_limit() else {
+        return Ok(wanted as usize);
+    };
+    let have = if soft < need(wanted) {
+        raise_nofile(need(wanted).min(hard)).unwrap_or(soft)
+    } else {
+        soft
+    };
+    if have >= need(wanted) {
+        return Ok(wanted as usize);
+    }
+    let fit = (have.saturating_sub(OWN_DESCRIPTORS) / shards as u64)
+        .saturating_sub(ADMIN_CONNECTIONS_PER_SHARD as u64);
+    if configured.is_some() || fit < CONNECTIONS_MIN {
+        return Err(PreflightError::Nofile {
+            have,
+            need: need(wanted),
+            shards,
+            per_shard: wanted,
+            admin: ADMIN_CONNECTIONS_PER_SHARD,
+            own: OWN_DESCRIPTORS,
+            hint: match fit >= 1 {
+                true => format!(" to {fit}"),
+                false => " or shards".into(),
+            },
+        });
+    }
+    tracing::warn!(
+        shards,
+        nofile = have,
+        connections_per_shard_max = fit,
+        "the open-files limit holds {fit} connections per shard, not the default {CONNECTIONS_DEFAULT}: \
+         using that (raise `ulimit -n` or set connections_per_shard_max to choose)"
+    );
+    Ok(fit as usize)
+}
+
+/// The soft and hard limits of `resource`, or None when the soft one is unlimited.
+fn rlimit(resource: libc::__rlimit_resource_t) -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `lim`.
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some((lim.rlim_cur, lim.rlim_max))
+}
+
+/// The soft and hard RLIMIT_NOFILE, or None when unlimited.
+fn nofile_limit() -> Option<(u64, u64)> {
+    rlimit(libc::RLIMIT_NOFILE)
+}
+
+/// Sets the soft RLIMIT_NOFILE to `to` (at most the hard limit); the new soft limit.
+fn raise_nofile(to: u64) -> Option<u64> {
+    let (_, hard) = nofile_limit()?;
+    let lim = libc::rlimit {
+        rlim_cur: to.min(hard),
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads `lim`.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return None;
+    }
+    Some(lim.rlim_cur)
 }
 
 /// Checks io_uring and the memlock limit for `shards` shards; the registered memory each shard
@@ -81,17 +180,7 @@ fn probe_io_uring() -> std::io::Result<()> {
 
 /// The soft RLIMIT_MEMLOCK in bytes, or None when unlimited.
 fn memlock_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0
-        || lim.rlim_cur == libc::RLIM_INFINITY
-    {
-        return None;
-    }
-    Some(lim.rlim_cur)
+    rlimit(libc::RLIMIT_MEMLOCK).map(|(soft, _)| soft)
 }
 
 #[cfg(test)]

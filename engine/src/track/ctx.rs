@@ -55,6 +55,8 @@ pub struct ShardCtx {
     pub handled: Rc<PendingTable<Reply>>,
     pub resolved: Rc<PendingTable<LoadResult>>,
     pub connections: Cell<usize>,
+    /// Connections taken over the cap, for health checks and scrapes only.
+    pub admin_connections: Cell<usize>,
 }
 
 impl ShardCtx {
