@@ -512,45 +512,6 @@ fn sixteen_shards_fit_a_common_8_mib_memlock_limit_with_one_warning() {
     assert_eq!(warnings.len(), 1, "{stderr}");
 }
 
-/// Sends `/event` requests from `clients` threads until `stop`, returning the message ids of
-/// every 200 (requests cut by a crash count as unanswered).
-fn hammer(url: &str, clients: usize, stop: &std::sync::atomic::AtomicBool) -> Vec<String> {
-    use std::sync::atomic::Ordering;
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..clients)
-            .map(|c| {
-                s.spawn(move || {
-                    let agent = common::agent();
-                    let mut ids = Vec::new();
-                    let mut i = c;
-                    while !stop.load(Ordering::Relaxed) {
-                        i += clients;
-                        let Ok(mut resp) = agent
-                            .get(&format!("{url}/event/{}", 1_000_000 + i % 1000))
-                            .call()
-                        else {
-                            continue;
-                        };
-                        if resp.status() != 200 {
-                            continue;
-                        }
-                        let Ok(body) = resp.body_mut().read_to_string() else {
-                            continue;
-                        };
-                        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                        ids.push(v["messageId"].as_str().unwrap().to_string());
-                    }
-                    ids
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect()
-    })
-}
-
 /// Message ids of every event under `dir`, tolerating the torn final frames a `kill -9`
 /// leaves (and nothing else).
 fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
@@ -599,7 +560,7 @@ fn durable_acks_survive_kill_9_under_load() {
         let stop = AtomicBool::new(false);
         let url = b.url("");
         let ids = std::thread::scope(|s| {
-            let load = s.spawn(|| hammer(&url, 16, &stop));
+            let load = s.spawn(|| common::hammer(&url, 16, &stop));
             std::thread::sleep(Duration::from_millis(1500));
             // SIGKILL while requests are in flight: no flush, no goodbye.
             unsafe { libc::kill(b.pid() as i32, libc::SIGKILL) };

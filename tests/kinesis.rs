@@ -489,3 +489,52 @@ fn tail_reads_back_what_a_run_sent_plain_and_aggregated() {
         "names the AWS error: {stderr}"
     );
 }
+
+#[test]
+fn durable_acks_survive_kill_9_and_arrive_after_a_restart() {
+    let k = Kinesalite::start();
+    k.create_stream("events", 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let durable = ["--ack", "durable", "--synthetic-campaigns", "1000"];
+    let mut answered = Vec::new();
+    for kill in 0..3 {
+        let b = start(&k.endpoint(), "events", tmp.path(), &durable, &[]);
+        let stop = AtomicBool::new(false);
+        let url = b.url("");
+        let ids = std::thread::scope(|s| {
+            let load = s.spawn(|| common::hammer(&url, 16, &stop));
+            std::thread::sleep(Duration::from_millis(1500));
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(b.pid() as i32, libc::SIGKILL) };
+            std::thread::sleep(Duration::from_millis(100));
+            stop.store(true, Ordering::Relaxed);
+            load.join().unwrap()
+        });
+        assert!(ids.len() > 100, "kill {kill}: only {} answers", ids.len());
+        answered.extend(ids);
+    }
+    // A clean run replays whatever the kills left in the spool.
+    let mut b = start(&k.endpoint(), "events", tmp.path(), &durable, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.metric("beacon_kinesis_spooled_bytes{shard=\"0\"}")
+        + b.metric("beacon_kinesis_spooled_bytes{shard=\"1\"}")
+        > 0.0
+    {
+        assert!(Instant::now() < deadline, "the spool did not drain");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.terminate().code(), Some(0));
+    let seen = delivered(&k, "events", RecordFormat::Rkyv);
+    eprintln!("{} events answered 200 over 3 kills", answered.len());
+    let lost: Vec<&String> = answered
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered events never reached Kinesis, e.g. {:?}",
+        lost.len(),
+        answered.len(),
+        &lost[..lost.len().min(3)]
+    );
+}

@@ -85,7 +85,7 @@ pub enum Ack {
     /// most `sink_queue_batches_max`; none while the sink keeps up).
     Accepted,
     /// Once the event's batch is written by the sink (segment files: written and, with
-    /// `fsync = "batch"`, synced). No answered event is lost to a crash; the answer waits for
+    /// `fsync = "batch"`, synced; Kinesis: in Kinesis or in the synced spool). No answered event is lost to a crash; the answer waits for
     /// one sink write (a batch is handed to the sink as soon as the sink is idle: group
     /// commit, not the linger).
     Durable,

@@ -138,6 +138,45 @@ impl Beacon {
     }
 }
 
+/// Sends `/event` requests from `clients` threads until `stop`, returning the message ids of
+/// every 200 (requests cut by a crash count as unanswered).
+pub fn hammer(url: &str, clients: usize, stop: &std::sync::atomic::AtomicBool) -> Vec<String> {
+    use std::sync::atomic::Ordering;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients)
+            .map(|c| {
+                s.spawn(move || {
+                    let agent = agent();
+                    let mut ids = Vec::new();
+                    let mut i = c;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += clients;
+                        let Ok(mut resp) = agent
+                            .get(&format!("{url}/event/{}", 1_000_000 + i % 1000))
+                            .call()
+                        else {
+                            continue;
+                        };
+                        if resp.status() != 200 {
+                            continue;
+                        }
+                        let Ok(body) = resp.body_mut().read_to_string() else {
+                            continue;
+                        };
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        ids.push(v["messageId"].as_str().unwrap().to_string());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    })
+}
+
 pub fn tail(dir: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(bin()).arg("tail").arg(dir).output().unwrap();
     assert!(

@@ -135,11 +135,7 @@ impl Sink for KinesisSink {
     }
 
     fn durable_writes(&self) -> Result<(), String> {
-        Err(
-            "the Kinesis sink takes a batch before Kinesis has stored it; ack = \"durable\" \
-             works with segment files only, for now"
-                .into(),
-        )
+        Ok(())
     }
 
     fn status(&self) -> SinkStatus {
@@ -242,8 +238,14 @@ impl ShardState {
     }
 
     /// Hands `entries` to the sidecar; what comes back undelivered is spooled. `spooled` is the
-    /// spool batch these entries were read from, dropped once the outcome is safe.
-    fn dispatch(self: &Rc<Self>, entries: Vec<Entry>, spooled: Option<u64>) {
+    /// spool batch these entries were read from, dropped once the outcome is safe. The
+    /// receiver resolves once every entry is in Kinesis or synced to the spool (it is
+    /// cancelled if undelivered entries could not be spooled).
+    fn dispatch(
+        self: &Rc<Self>,
+        entries: Vec<Entry>,
+        spooled: Option<u64>,
+    ) -> oneshot::Receiver<()> {
         let bytes = bytes_of(&entries);
         self.set_in_flight(1, bytes as isize);
         let (reply, outcome) = oneshot::channel();
@@ -255,6 +257,7 @@ impl ShardState {
             reply,
         };
         let state = self.clone();
+        let (safe, safe_rx) = oneshot::channel();
         let immediate = match self.jobs.try_send(job) {
             Ok(()) => None,
             // The sidecar is gone or swamped: spool the lot now.
@@ -269,17 +272,24 @@ impl ShardState {
             };
             {
                 let mut spool = state.spool_mut().await;
+                let mut is_safe = true;
                 if !undelivered.is_empty() {
                     // Already accepted: these must not be refused, so the bound may be passed.
                     match spool.push_over_bound(&undelivered).await {
                         Ok(()) => state.record_spooled(&spool, undelivered.len()),
-                        Err(e) => tracing::error!(
-                            target: "beacon::kinesis",
-                            shard = %state.label,
-                            error = %e,
-                            "cannot spool undelivered records"
-                        ),
+                        Err(e) => {
+                            is_safe = false;
+                            tracing::error!(
+                                target: "beacon::kinesis",
+                                shard = %state.label,
+                                error = %e,
+                                "cannot spool undelivered records"
+                            )
+                        }
                     }
+                }
+                if is_safe {
+                    let _ = safe.send(());
                 }
                 if let Some(seq) = spooled {
                     if let Err(e) = spool.pop(seq) {
@@ -294,6 +304,7 @@ impl ShardState {
             state.kick.notify(1);
         })
         .detach();
+        safe_rx
     }
 }
 
@@ -314,7 +325,8 @@ async fn replay(state: Rc<ShardState>) {
             match front {
                 Ok(Some((seq, entries))) => {
                     state.replaying.set(true);
-                    state.dispatch(entries, Some(seq));
+                    // The replay's outcome is tracked by the spool itself.
+                    drop(state.dispatch(entries, Some(seq)));
                     continue;
                 }
                 Ok(None) => {}
@@ -343,53 +355,72 @@ fn entries_of(batch: &SealedBatch, key: PartitionKey) -> Vec<Entry> {
         .collect()
 }
 
+impl ShardKinesis {
+    /// Dead-letters what can never be sent, then dispatches the batch, or spools it when
+    /// Kinesis has had no room for `spool_after_ms` or the spool is being replayed. `durable`:
+    /// return only once every record is in Kinesis or synced to disk.
+    async fn write_batch(&self, batch: &SealedBatch, durable: bool) -> Result<(), SinkError> {
+        let state = &self.state;
+        let cfg = &state.cfg;
+        let (entries, oversized): (Vec<Entry>, Vec<Entry>) = entries_of(batch, cfg.partition_key)
+            .into_iter()
+            .partition(|e| e.data.len() + e.partition_key.len() <= cfg.record_bytes_max);
+        if !oversized.is_empty() {
+            let mut spool = state.spool_mut().await;
+            spool.dead_letter(&oversized).await.map_err(spool_err)?;
+            state
+                .metrics
+                .dead_lettered
+                .with_label_values(&[&state.label])
+                .inc_by(oversized.len() as u64);
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let bytes = bytes_of(&entries);
+        // While anything is spooled, new batches queue behind it, so that replay keeps order.
+        let spooling = !state.spool_ref().await.is_empty();
+        if !spooling {
+            let deadline = Instant::now() + Duration::from_millis(cfg.spool_after_ms);
+            loop {
+                let freed = state.room.listen();
+                if state.has_room(bytes) {
+                    let safe = state.dispatch(entries, None);
+                    if durable {
+                        safe.await.map_err(|_| {
+                            SinkError::Fatal("undelivered records could not be spooled".into())
+                        })?;
+                    }
+                    return Ok(());
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || beacon_engine::timeout(left, freed).await.is_none() {
+                    break;
+                }
+            }
+        }
+        let mut spool = state.spool_mut().await;
+        spool.push(&entries).await.map_err(spool_err)?;
+        state.record_spooled(&spool, entries.len());
+        state.kick.notify(1);
+        Ok(())
+    }
+}
+
 impl ShardSink for ShardKinesis {
     fn write<'a>(
         &'a mut self,
         batch: &'a SealedBatch,
     ) -> LocalBoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            let state = &self.state;
-            let cfg = &state.cfg;
-            let (entries, oversized): (Vec<Entry>, Vec<Entry>) =
-                entries_of(batch, cfg.partition_key)
-                    .into_iter()
-                    .partition(|e| e.data.len() + e.partition_key.len() <= cfg.record_bytes_max);
-            if !oversized.is_empty() {
-                let mut spool = state.spool_mut().await;
-                spool.dead_letter(&oversized).await.map_err(spool_err)?;
-                state
-                    .metrics
-                    .dead_lettered
-                    .with_label_values(&[&state.label])
-                    .inc_by(oversized.len() as u64);
-            }
-            if entries.is_empty() {
-                return Ok(());
-            }
-            let bytes = bytes_of(&entries);
-            // While anything is spooled, new batches queue behind it, so that replay keeps order.
-            let spooling = !state.spool_ref().await.is_empty();
-            if !spooling {
-                let deadline = Instant::now() + Duration::from_millis(cfg.spool_after_ms);
-                loop {
-                    let freed = state.room.listen();
-                    if state.has_room(bytes) {
-                        state.dispatch(entries, None);
-                        return Ok(());
-                    }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() || beacon_engine::timeout(left, freed).await.is_none() {
-                        break;
-                    }
-                }
-            }
-            let mut spool = state.spool_mut().await;
-            spool.push(&entries).await.map_err(spool_err)?;
-            state.record_spooled(&spool, entries.len());
-            state.kick.notify(1);
-            Ok(())
-        })
+        Box::pin(self.write_batch(batch, false))
+    }
+
+    /// Returns once every record is in Kinesis or synced to the spool.
+    fn write_durable<'a>(
+        &'a mut self,
+        batch: &'a SealedBatch,
+    ) -> LocalBoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(self.write_batch(batch, true))
     }
 
     fn close(&mut self) -> LocalBoxFuture<'_, Result<(), SinkError>> {

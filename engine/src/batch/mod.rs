@@ -237,7 +237,11 @@ async fn writer_loop(
         batcher.writer_idle.set(false);
         let mut delay = SINK_RETRY_FIRST_MS;
         loop {
-            match sink.write(&batch).await {
+            let written = match batcher.durable {
+                true => sink.write_durable(&batch).await,
+                false => sink.write(&batch).await,
+            };
+            match written {
                 Ok(()) => {
                     if !batcher.healthy.replace(true) {
                         tracing::info!(shard = batcher.shard, "sink writes succeed again");

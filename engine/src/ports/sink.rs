@@ -97,6 +97,14 @@ pub trait ShardSink {
     /// Takes responsibility for `batch`. On `Err` the batcher keeps the batch and retries.
     fn write<'a>(&'a mut self, batch: &'a SealedBatch)
         -> LocalBoxFuture<'a, Result<(), SinkError>>;
+    /// Like `write`, but returns only once the batch survives a crash (`ack = "durable"`).
+    /// The default is `write`: for sinks whose every finished write is durable.
+    fn write_durable<'a>(
+        &'a mut self,
+        batch: &'a SealedBatch,
+    ) -> LocalBoxFuture<'a, Result<(), SinkError>> {
+        self.write(batch)
+    }
     /// Flushes and releases everything; called once at shutdown after the last write.
     fn close(&mut self) -> LocalBoxFuture<'_, Result<(), SinkError>>;
 }
