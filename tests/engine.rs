@@ -536,11 +536,10 @@ fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
 
 #[test]
 fn durable_acks_survive_kill_9_under_load() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let mut answered = Vec::new();
-    for kill in 0..5 {
+    for kill in 0..5usize {
         // Both routings: with `owner` the owner shard holds the answer until its write.
         let routing = ["local", "owner"][kill % 2];
         let b = Beacon::start_in(
@@ -557,20 +556,7 @@ fn durable_acks_survive_kill_9_under_load() {
             ],
             &[],
         );
-        let stop = AtomicBool::new(false);
-        let url = b.url("");
-        let ids = std::thread::scope(|s| {
-            let load = s.spawn(|| common::hammer(&url, 16, &stop));
-            std::thread::sleep(Duration::from_millis(1500));
-            // SIGKILL while requests are in flight: no flush, no goodbye.
-            unsafe { libc::kill(b.pid() as i32, libc::SIGKILL) };
-            std::thread::sleep(Duration::from_millis(100));
-            stop.store(true, Ordering::Relaxed);
-            load.join().unwrap()
-        });
-        assert!(ids.len() > 100, "kill {kill}: only {} answers", ids.len());
-        answered.extend(ids);
-        drop(b);
+        answered.extend(common::answered_until_kill_9(&b));
     }
     let stored = stored_ids(&dir);
     eprintln!("{} events answered 200 over 5 kills", answered.len());

@@ -497,21 +497,9 @@ fn durable_acks_survive_kill_9_and_arrive_after_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let durable = ["--ack", "durable", "--synthetic-campaigns", "1000"];
     let mut answered = Vec::new();
-    for kill in 0..3 {
+    for _ in 0..3 {
         let b = start(&k.endpoint(), "events", tmp.path(), &durable, &[]);
-        let stop = AtomicBool::new(false);
-        let url = b.url("");
-        let ids = std::thread::scope(|s| {
-            let load = s.spawn(|| common::hammer(&url, 16, &stop));
-            std::thread::sleep(Duration::from_millis(1500));
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(b.pid() as i32, libc::SIGKILL) };
-            std::thread::sleep(Duration::from_millis(100));
-            stop.store(true, Ordering::Relaxed);
-            load.join().unwrap()
-        });
-        assert!(ids.len() > 100, "kill {kill}: only {} answers", ids.len());
-        answered.extend(ids);
+        answered.extend(common::answered_until_kill_9(&b));
     }
     // A clean run replays whatever the kills left in the spool.
     let mut b = start(&k.endpoint(), "events", tmp.path(), &durable, &[]);

@@ -177,6 +177,24 @@ pub fn hammer(url: &str, clients: usize, stop: &std::sync::atomic::AtomicBool) -
     })
 }
 
+/// Loads `b` with 16 `/event` clients and `kill -9`s it 1.5 s in, while requests are in
+/// flight (no flush, no goodbye); the message ids answered 200 before it died.
+pub fn answered_until_kill_9(b: &Beacon) -> Vec<String> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let url = b.url("");
+    let ids = std::thread::scope(|s| {
+        let load = s.spawn(|| hammer(&url, 16, &stop));
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(b.pid() as i32, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    assert!(ids.len() > 100, "only {} answers before the kill", ids.len());
+    ids
+}
+
 pub fn tail(dir: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(bin()).arg("tail").arg(dir).output().unwrap();
     assert!(
