@@ -35,6 +35,8 @@ use crate::track::{spawn_receivers, MeshMsg, PendingTable, ShardCtx};
 const SHUTDOWN_POLL_MS: u64 = 20;
 /// Pause after a failed accept (for example out of file descriptors) before the next one.
 const ACCEPT_RETRY_MS: u64 = 10;
+/// Pause after each accept: the shortest timer, whose only purpose is a pass through the reactor.
+const ACCEPT_PAUSE: Duration = Duration::from_micros(1);
 /// At most one log line per this many seconds for a repeating accept failure or refusal.
 const WARN_EVERY_SECS: u64 = 10;
 
@@ -199,10 +201,12 @@ async fn accept_loop(
             admin_only,
         ))
         .detach();
-        // glommio's accept returns at once while connections wait: let the tasks of the
-        // connections already open run before taking the next, so a burst of connects cannot
-        // stall requests on open connections or leave closed ones unreaped.
-        future::yield_now().await;
+        // glommio's accept returns at once while connections wait, and glommio polls for I/O
+        // only when no task is runnable (or at its 100 ms preemption tick): a loop that
+        // accepts without pause stalls every open connection. Waiting for a timer after each
+        // accept hands control back to the reactor, so reads on open connections complete
+        // between accepts.
+        glommio::timer::sleep(ACCEPT_PAUSE).await;
     }
 }
 
