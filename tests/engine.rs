@@ -747,3 +747,60 @@ fn the_open_files_limit_sizes_the_connection_cap_or_stops_the_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_l1_size_is_a_gauge() {
+    let b = Beacon::start(&["--shards", "1"], &[]);
+    assert_eq!(b.metric("beacon_l1_entries{shard=\"0\"}"), 0.0);
+    assert_eq!(b.get("/event/212313", &[]).0, 200);
+    assert_eq!(b.get("/event/1", &[]).0, 404);
+    std::thread::sleep(Duration::from_millis(300));
+    // One campaign and one unknown id (cached as a negative entry).
+    assert_eq!(b.metric("beacon_l1_entries{shard=\"0\"}"), 2.0);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn memory_of_closed_connections_goes_back_to_the_system() {
+    let b = Beacon::start(&[], &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let base = rss_kib(b.pid());
+    let mut conns: Vec<TcpStream> = (0..3000)
+        .map(|_| TcpStream::connect(b.addr).unwrap())
+        .collect();
+    for c in conns.iter_mut() {
+        c.write_all(b"GET /pixel/212313 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+    }
+    for c in conns.iter_mut() {
+        let mut buf = [0u8; 256];
+        assert!(c.read(&mut buf).unwrap() > 0);
+    }
+    let held = rss_kib(b.pid());
+    assert!(
+        held > base + 30_000,
+        "3000 connections: {base} -> {held} KiB"
+    );
+    drop(conns);
+    // Shards collect their allocator's heap once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let settled = loop {
+        let now = rss_kib(b.pid());
+        if now < base + (held - base) / 4 || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        settled < base + (held - base) / 4,
+        "RSS {base} KiB at start, {held} with 3000 connections, {settled} after they closed"
+    );
+}

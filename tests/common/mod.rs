@@ -191,7 +191,11 @@ pub fn answered_until_kill_9(b: &Beacon) -> Vec<String> {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         load.join().unwrap()
     });
-    assert!(ids.len() > 100, "only {} answers before the kill", ids.len());
+    assert!(
+        ids.len() > 100,
+        "only {} answers before the kill",
+        ids.len()
+    );
     ids
 }
 

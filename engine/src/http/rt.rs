@@ -18,8 +18,9 @@ use futures_lite::{AsyncBufRead, AsyncWrite};
 use glommio::net::{Preallocated, TcpStream};
 
 /// Bytes of each connection's receive buffer; a request head larger than this is read in
-/// several `recv`s.
-pub const RECV_BUFFER_BYTES: usize = 8192;
+/// several `recv`s. 4 KiB holds a browser's head with its cookies; it is allocated for every
+/// open connection (with 8 KiB an idle connection cost 29.6 KB of RSS, with 4 KiB 25.6 KB).
+pub const RECV_BUFFER_BYTES: usize = 4096;
 
 /// A glommio TCP stream that hyper can drive.
 pub struct HyperStream {
