@@ -42,14 +42,10 @@ pub async fn serve(
     admin_only: bool,
 ) -> Result<Resp, Infallible> {
     let started = Instant::now();
-    let (route, mut resp) = match admin_only {
+    let (route, resp) = match admin_only {
         false => route(&ctx, &peer_ip, &req, started).await,
         true => admin_route(&ctx, &peer_ip, &req, started).await,
     };
-    if admin_only {
-        resp.headers_mut()
-            .insert("connection", HeaderValue::from_static("close"));
-    }
     ctx.metrics.request(route, resp.status().as_u16());
     ctx.metrics.latency(route, started.elapsed().as_secs_f64());
     Ok(resp)
@@ -116,7 +112,7 @@ async fn admin_route(
     req: &Request<Incoming>,
     at: Instant,
 ) -> (Route, Resp) {
-    match req.uri().path() {
+    let (route, mut resp) = match req.uri().path() {
         "/health/check" | "/health/ready" | "/metrics" => route(ctx, peer_ip, req, at).await,
         _ => {
             let mut r = text(
@@ -128,7 +124,10 @@ async fn admin_route(
                 .insert("retry-after", HeaderValue::from_static("1"));
             (Route::Other, r)
         }
-    }
+    };
+    resp.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    (route, resp)
 }
 
 fn ready(ctx: &ShardCtx) -> Resp {

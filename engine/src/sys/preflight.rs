@@ -62,7 +62,7 @@ pub fn descriptors(shards: usize, configured: Option<usize>) -> Result<usize, Pr
         return Ok(wanted as usize);
     };
     let have = if soft < need(wanted) {
-        raise_nofile(need(wanted).min(hard)).unwrap_or(soft)
+        raise_nofile(need(wanted).min(hard), hard).unwrap_or(soft)
     } else {
         soft
     };
@@ -113,11 +113,10 @@ fn nofile_limit() -> Option<(u64, u64)> {
     rlimit(libc::RLIMIT_NOFILE)
 }
 
-/// Sets the soft RLIMIT_NOFILE to `to` (at most the hard limit); the new soft limit.
-fn raise_nofile(to: u64) -> Option<u64> {
-    let (_, hard) = nofile_limit()?;
+/// Sets the soft RLIMIT_NOFILE to `to`, keeping the hard limit `hard`; the new soft limit.
+fn raise_nofile(to: u64, hard: u64) -> Option<u64> {
     let lim = libc::rlimit {
-        rlim_cur: to.min(hard),
+        rlim_cur: to,
         rlim_max: hard,
     };
     // SAFETY: setrlimit reads `lim`.
