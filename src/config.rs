@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use beacon_engine::config::{Ack, CampaignsConfig, FsyncPolicy, SegmentsConfig};
-use beacon_engine::embedded::{SegmentSink, NOT_SYNCED};
+use beacon_engine::config::{field_name, Ack, CampaignsConfig, SegmentsConfig};
+use beacon_engine::embedded::SegmentSink;
 use beacon_engine::{EngineConfig, FieldError};
 use beacon_kinesis::KinesisConfig;
 use beacon_redis::RedisConfig;
@@ -212,10 +212,7 @@ impl Layers {
                 .collect();
             for (field, why) in refused {
                 table.remove(&field);
-                let name = match *section {
-                    "engine" => field,
-                    _ => format!("{section}.{field}"),
-                };
+                let name = field_name(section, &field);
                 errors.push(format!("config field `{name}`: {why}"));
             }
         }
@@ -283,7 +280,6 @@ fn validate(cfg: &Config) -> Vec<FieldError> {
         None => SegmentSink::BATCH_LIMITS,
     };
     [
-        cfg.engine.validate(),
         cfg.engine.validate_for_sink(sink_limits),
         cfg.segments.validate(),
         cfg.campaigns.validate(),
@@ -294,12 +290,7 @@ fn validate(cfg: &Config) -> Vec<FieldError> {
     .filter_map(Result::err)
     .flatten()
     .chain(durable_needs(cfg))
-    .fold(Vec::new(), |mut all: Vec<FieldError>, e| {
-        // The sink's bound on a batch field is the tighter one: it replaces the engine's.
-        all.retain(|seen| seen.field != e.field);
-        all.push(e);
-        all
-    })
+    .collect()
 }
 
 /// `ack = "durable"` needs a sink whose finished writes survive a crash.
@@ -308,13 +299,14 @@ fn durable_needs(cfg: &Config) -> Option<FieldError> {
         return None;
     }
     // Kinesis: a durable write returns once the records are in Kinesis or in the synced spool.
-    if cfg.kinesis.stream.is_some() || cfg.segments.fsync != FsyncPolicy::Never {
+    if cfg.kinesis.stream.is_some() {
         return None;
     }
+    let why = cfg.segments.durable_writes().err()?;
     Some(FieldError {
         field: "ack".into(),
         value: "\"durable\"".into(),
-        allowed: NOT_SYNCED.into(),
+        allowed: why.into(),
     })
 }
 

@@ -249,6 +249,17 @@ impl Default for SegmentsConfig {
 }
 
 impl SegmentsConfig {
+    /// Whether a finished segment write survives a crash (what `ack = "durable"` needs); if
+    /// not, why, with the fix.
+    pub fn durable_writes(&self) -> Result<(), &'static str> {
+        match self.fsync {
+            FsyncPolicy::Batch => Ok(()),
+            FsyncPolicy::Never => Err(
+                "segments.fsync = \"never\" leaves written batches in the page cache; set fsync = \"batch\"",
+            ),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut check = RangeCheck::new("segments");
         check.check(
@@ -291,6 +302,15 @@ pub struct FieldError {
     pub allowed: String,
 }
 
+/// How a config field is named in messages: `[engine]`'s fields bare, others as
+/// `section.field`.
+pub fn field_name(section: &str, field: &str) -> String {
+    match section {
+        "engine" => field.to_string(),
+        _ => format!("{section}.{field}"),
+    }
+}
+
 /// Collects the out-of-range fields of one config section, so that every bad field is
 /// reported in one run. Used by the engine's sections and by every adapter's.
 pub struct RangeCheck {
@@ -308,11 +328,7 @@ impl RangeCheck {
     }
 
     fn name(&self, field: &str) -> String {
-        if self.section == "engine" {
-            field.to_string()
-        } else {
-            format!("{}.{field}", self.section)
-        }
+        field_name(self.section, field)
     }
 
     /// Records `field` = `value` unless it lies in `lo..=hi`.
@@ -374,13 +390,22 @@ impl EngineConfig {
 
     /// Checks every field against its allowed range and returns all failures at once.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        self.validate_for_sink(BatchLimits::CEILING)
+    }
+
+    /// `validate`, with the batch bounds also within what the sink takes in one write.
+    pub fn validate_for_sink(&self, limits: BatchLimits) -> Result<(), Vec<FieldError>> {
+        let limits = BatchLimits {
+            records_max: limits.records_max.min(BATCH_RECORDS_CEILING),
+            bytes_max: limits.bytes_max.min(BATCH_BYTES_CEILING),
+        };
         let mut check = RangeCheck::new("engine");
         // A bound taken from another field uses that field clamped into its own range, so a
         // bad value is blamed once, on itself, never on a field the user left alone.
         let shards = self.shard_count() as u64;
         check.check("shards", shards, 1, SHARDS_MAX as u64);
         let shards = shards.clamp(1, SHARDS_MAX as u64);
-        self.check_batch_limits(&mut check, BatchLimits::CEILING);
+        self.check_batch_limits(&mut check, limits);
         check.check("batch_linger_ms", self.batch_linger_ms, 1, 60_000);
         let queue = self.sink_queue_batches_max as u64;
         check.check("sink_queue_batches_max", queue, 1, 65_536);
@@ -418,13 +443,6 @@ impl EngineConfig {
             0,
             1_000_000,
         );
-        check.finish()
-    }
-
-    /// Checks the batch bounds against what the sink takes in one write.
-    pub fn validate_for_sink(&self, limits: BatchLimits) -> Result<(), Vec<FieldError>> {
-        let mut check = RangeCheck::new("engine");
-        self.check_batch_limits(&mut check, limits);
         check.finish()
     }
 

@@ -64,7 +64,6 @@ impl Server {
         sink: Arc<dyn Sink>,
         metrics: Metrics,
     ) -> Result<Server, ServerError> {
-        cfg.validate().map_err(ServerError::Config)?;
         cfg.validate_for_sink(sink.batch_limits())
             .map_err(ServerError::Config)?;
         if cfg.ack == crate::config::Ack::Durable {

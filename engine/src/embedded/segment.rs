@@ -88,16 +88,9 @@ impl Sink for SegmentSink {
     }
 
     fn durable_writes(&self) -> Result<(), String> {
-        match self.cfg.fsync {
-            FsyncPolicy::Batch => Ok(()),
-            FsyncPolicy::Never => Err(NOT_SYNCED.into()),
-        }
+        self.cfg.durable_writes().map_err(String::from)
     }
 }
-
-/// Why `ack = "durable"` refuses `fsync = "never"`.
-pub const NOT_SYNCED: &str =
-    "segments.fsync = \"never\" leaves written batches in the page cache; set fsync = \"batch\"";
 
 struct ShardSegments {
     cfg: SegmentsConfig,
