@@ -110,6 +110,7 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
 /// Accepts and serves connections on `listener` until the server stops.
 async fn serve_until_stopped(ctx: &Rc<ShardCtx>, listener: OwnedFd) {
     // SAFETY: the fd is a bound, listening TCP socket that this shard now owns alone.
+    let listening_fd = listener.as_raw_fd();
     let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let stop = Rc::new(Event::new());
     spawn_shutdown_watch(ctx.shared.clone(), stop.clone());
@@ -123,6 +124,12 @@ async fn serve_until_stopped(ctx: &Rc<ShardCtx>, listener: OwnedFd) {
     ctx.shared.set_accepting(true);
     ctx.metrics.shard_up.set(1);
     accept_loop(ctx, &listener, &http, &stop).await;
+    // Stop listening now. Dropping the listener is not enough: the accept that the loop
+    // abandoned still holds the socket inside the ring, and the kernel tears a ring down
+    // after the process exits, so the port would go on taking connections (and, with
+    // SO_REUSEPORT, a restarted beacon's share of them) for a moment after exit.
+    // SAFETY: shutdown on a descriptor this shard owns; failure only means it was not listening.
+    unsafe { libc::shutdown(listening_fd, libc::SHUT_RDWR) };
     drop(listener);
     ctx.shared.set_accepting(false);
 }
