@@ -36,6 +36,70 @@ pub enum Command {
         #[command(subcommand)]
         command: CoreDataCommand,
     },
+    /// Run a consumer of the pipeline, polling its stream until SIGTERM or Ctrl-C.
+    Consume {
+        #[command(subcommand)]
+        command: ConsumeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConsumeCommand {
+    /// The event persister: every event of the stream into a DynamoDB table, keyed by message id.
+    Events {
+        /// The DynamoDB table (hash key `id` S, range key `customer_id` N: the reference's).
+        #[arg(long)]
+        table: String,
+        /// Endpoint of a local implementation of the DynamoDB API, e.g. http://127.0.0.1:4568.
+        #[arg(long)]
+        dynamodb_endpoint: Option<String>,
+        /// Create the table (on-demand capacity) if it does not exist.
+        #[arg(long)]
+        create_table: bool,
+        #[command(flatten)]
+        stream: ConsumeArgs,
+    },
+    /// The core-data updater: every change of the stream into Redis (hash + PUBLISH), older
+    /// versions never over newer ones.
+    CoreData {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        stream: ConsumeArgs,
+    },
+}
+
+/// The stream a consumer polls, and where it keeps its place.
+#[derive(Args, Clone)]
+pub struct ConsumeArgs {
+    /// The Kinesis stream to read.
+    #[arg(long)]
+    pub stream: String,
+    /// Endpoint of a local implementation of the Kinesis API, e.g. http://127.0.0.1:4567.
+    #[arg(long)]
+    pub kinesis_endpoint: Option<String>,
+    /// AWS region (default: the standard chain, AWS_REGION or the profile).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Directory for the checkpoint (`<stream>.checkpoint.json`) and the records that could not
+    /// be decoded (`<stream>.failed/`).
+    #[arg(long, default_value = "consumer-state")]
+    pub state_dir: PathBuf,
+    /// Where a shard without a checkpoint starts: `trim-horizon` (the oldest record kept) or
+    /// `latest`.
+    #[arg(long, default_value = "trim-horizon", value_parser = ["trim-horizon", "latest"])]
+    pub from: String,
+    /// Milliseconds between polls when nothing is new (Kinesis allows 5 reads a second per
+    /// shard, shared by all consumers).
+    #[arg(long, default_value_t = 250)]
+    pub idle_ms: u64,
+    /// Stop (checkpoint saved, exit 0) once every shard is read to its end, instead of
+    /// waiting for new records: for a backfill, or to run a stream through again.
+    #[arg(long)]
+    pub stop_at_end: bool,
+    /// Log lines as `text` or `json`.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Subcommand)]

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `cli` | commands, arguments and flags |
 //! | `config` | the layered configuration: defaults, file, environment, flags |
-//! | `cmd` | one module per command: `serve`, `tail`, `config`, `core_data` |
+//! | `cmd` | one module per command: `serve`, `tail`, `config`, `core_data`, `consume` |
 //! | `sidecar` | the thread that runs the vendor SDKs on tokio |
 //! | `log` | structured logs, text or JSON lines |
 
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check(args),
         } => args.load().and_then(cmd::config::check),
         Command::CoreData { command } => cmd::core_data::run(command),
+        Command::Consume { command } => cmd::consume::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

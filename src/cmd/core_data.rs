@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use beacon_engine::model::{check_id, Campaign};
+use beacon_redis::writer::Written;
 
 use crate::cli::CoreDataCommand;
 use crate::config::{self, Overrides};
@@ -32,27 +33,46 @@ pub fn run(command: CoreDataCommand) -> Result<()> {
         match command {
             CoreDataCommand::Load { file, .. } => {
                 let campaigns = read_campaigns(&file)?;
+                let mut stale = 0;
                 for c in &campaigns {
                     checked(c)?;
-                    beacon_redis::writer::put(&mut conn, redis, c).await?;
+                    if beacon_redis::writer::put(&mut conn, redis, c).await? == Written::Stale {
+                        stale += 1;
+                    }
                 }
-                let (n, channel) = (campaigns.len(), &redis.channel);
+                let (n, channel) = (campaigns.len() - stale, &redis.channel);
                 eprintln!("beacon: wrote {n} programs to {url} and announced each on {channel}");
+                if stale > 0 {
+                    eprintln!("beacon: {stale} program(s) not written: Redis holds a newer version of each");
+                }
             }
             CoreDataCommand::Put { program, .. } => {
                 let c = Campaign::from(program);
-                beacon_redis::writer::put(&mut conn, redis, checked(&c)?).await?;
+                let written = beacon_redis::writer::put(&mut conn, redis, checked(&c)?).await?;
+                stale_is_an_error(written, &c.program_id)?;
             }
             CoreDataCommand::Delete {
                 program_id,
                 version,
                 ..
             } => {
-                beacon_redis::writer::delete(&mut conn, redis, &program_id, version).await?;
+                let written =
+                    beacon_redis::writer::delete(&mut conn, redis, &program_id, version).await?;
+                stale_is_an_error(written, &program_id)?;
             }
         }
         Ok(())
     })
+}
+
+fn stale_is_an_error(written: Written, id: &str) -> Result<()> {
+    match written {
+        Written::Yes => Ok(()),
+        Written::Stale => bail!(
+            "program {id}: not written, Redis holds a newer version of it (or of its deletion); \
+             pass a higher --version"
+        ),
+    }
 }
 
 fn read_campaigns(file: &Path) -> Result<Vec<Campaign>> {

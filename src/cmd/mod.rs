@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod config;
+pub mod consume;
 pub mod core_data;
 pub mod serve;
 pub mod tail;

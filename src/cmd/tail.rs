@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use beacon_engine::config::RecordFormat;
 use beacon_engine::embedded::read_all;
-use beacon_engine::model::{decode, DecodedEvent, RKYV_MAGIC};
+use beacon_engine::model::{decode, decode_auto, DecodedEvent};
 use beacon_kinesis::reader::{self, StartAt};
 
 use crate::cli::TailArgs;
@@ -103,16 +103,14 @@ fn run_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A record's event: rkyv records start with their header; anything else is protobuf.
+/// A record's event, in the format asked for or (`auto`) whichever it is.
 fn decode_any(format: &str, bytes: &[u8]) -> Result<DecodedEvent, String> {
-    let rkyv = || decode(RecordFormat::Rkyv, bytes).map_err(|e| e.to_string());
-    let protobuf = || decode(RecordFormat::Protobuf, bytes).map_err(|e| e.to_string());
     match format {
-        "rkyv" => rkyv(),
-        "protobuf" => protobuf(),
-        _ if bytes.starts_with(&RKYV_MAGIC) => rkyv().or_else(|e| protobuf().map_err(|_| e)),
-        _ => protobuf(),
+        "rkyv" => decode(RecordFormat::Rkyv, bytes),
+        "protobuf" => decode(RecordFormat::Protobuf, bytes),
+        _ => decode_auto(bytes),
     }
+    .map_err(|e| e.to_string())
 }
 
 fn run_stream(args: &TailArgs, stream: &str) -> Result<()> {

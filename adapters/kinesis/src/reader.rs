@@ -33,16 +33,21 @@ pub struct UserRecord {
 /// A client for `endpoint` (default: the region's) in `region` (default: the standard chain).
 /// The SDK's own retries stay on: a reader may simply wait out a throttle.
 pub async fn client(endpoint: Option<&str>, region: Option<&str>) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region.to_string()));
-    }
-    let sdk = loader.load().await;
+    let sdk = sdk_config(region).await;
     let mut conf = aws_sdk_kinesis::config::Builder::from(&sdk);
     if let Some(endpoint) = endpoint {
         conf = conf.endpoint_url(endpoint);
     }
     Client::from_conf(conf.build())
+}
+
+/// The AWS SDK settings from the standard chain, in `region` if given (for any service's client).
+pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_string()));
+    }
+    loader.load().await
 }
 
 /// Errors of a read, with the service's code and message rather than the SDK's debug dump.
@@ -178,7 +183,8 @@ pub async fn read(
     }
 }
 
-fn describe<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
+/// An AWS SDK error as `Code: message` (any service's SDK: the error types are shared).
+pub fn describe<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -6,7 +6,7 @@
 // PORT 0 (the default) picks a free one. Each --stream is created (2 shards unless SHARDS says)
 // and active before the line "kinesalite listening on 127.0.0.1:<port>" is printed: once that
 // line is out, beacon can send to the streams.
-const http = require('http');
+const { call: callAt } = require('./call');
 const kinesalite = require('kinesalite');
 
 const args = process.argv.slice(2);
@@ -29,34 +29,9 @@ function fail(message) {
   process.exit(2);
 }
 
-// One Kinesis API call. kinesalite checks that a request is signed, not the signature.
+// One API call to the server this script started.
 function call(operation, body) {
-  const payload = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1',
-      port: server.address().port,
-      method: 'POST',
-      path: '/',
-      headers: {
-        'Content-Type': 'application/x-amz-json-1.1',
-        'X-Amz-Target': `Kinesis_20131202.${operation}`,
-        'X-Amz-Date': '20260101T000000Z',
-        Authorization: 'AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=local',
-        'Content-Length': Buffer.byteLength(payload),
-      },
-    }, (res) => {
-      let text = '';
-      res.on('data', (chunk) => { text += chunk; });
-      res.on('end', () => {
-        const answer = text ? JSON.parse(text) : {};
-        if (res.statusCode === 200) resolve(answer);
-        else reject(new Error(`${operation}: ${answer.__type || res.statusCode}: ${answer.message || ''}`));
-      });
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+  return callAt(server.address().port, 'kinesis', operation, body);
 }
 
 async function createStreams() {

@@ -336,6 +336,19 @@ pub fn decode(format: RecordFormat, bytes: &[u8]) -> Result<DecodedEvent, Decode
     }
 }
 
+/// Decodes a record of either format: rkyv records start with their header (a protobuf record
+/// that happens to start with the same two bytes is tried as protobuf when it fails as rkyv);
+/// anything else is protobuf. Readers that cannot know what an engine was configured with
+/// (`beacon tail`, the consumers) use this.
+pub fn decode_auto(bytes: &[u8]) -> Result<DecodedEvent, DecodeError> {
+    if bytes.starts_with(&RKYV_MAGIC) {
+        decode(RecordFormat::Rkyv, bytes)
+            .or_else(|e| decode(RecordFormat::Protobuf, bytes).map_err(|_| e))
+    } else {
+        decode(RecordFormat::Protobuf, bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ mod routing;
 
 pub use campaign::{check_id, BadId, Campaign};
 pub use event::{
-    decode, DecodeError, DecodedEvent, Event, EventV1, TrackingEvent, TrackingEventJson, EVENT_V1,
+    decode, decode_auto, DecodeError, DecodedEvent, Event, EventV1, TrackingEvent, TrackingEventJson, EVENT_V1,
     RKYV_HEADER_BYTES, RKYV_MAGIC,
 };
 pub use route::Route;

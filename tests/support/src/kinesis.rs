@@ -22,10 +22,10 @@ fn root() -> PathBuf {
 }
 
 /// Starts `node <script> <args>` and waits for its "listening on 127.0.0.1:<port>" line.
-fn node(script: PathBuf, args: &[String]) -> (Child, u16) {
+pub(crate) fn node(script: PathBuf, args: &[String]) -> (Child, u16) {
     assert!(
         root().join("deploy/local/emulators/node_modules/kinesalite").exists(),
-        "kinesalite is not installed: run `npm ci --prefix deploy/local/emulators` (scripts/test does)"
+        "the emulators are not installed: run `npm ci --prefix deploy/local/emulators` (scripts/test does)"
     );
     let mut child = Command::new("node")
         .arg(&script)
@@ -33,10 +33,11 @@ fn node(script: PathBuf, args: &[String]) -> (Child, u16) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("node is installed");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .find(|l| l.as_ref().map_or(true, |l| l.contains("listening on")))
+        .and_then(|l| l.ok())
+        .unwrap_or_default();
     let port = line
         .trim()
         .rsplit(':')
@@ -119,6 +120,20 @@ impl Kinesalite {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
+        });
+    }
+
+    /// Puts one record on `name`.
+    pub fn put_record(&self, name: &str, partition_key: &str, data: &[u8]) {
+        self.runtime.block_on(async {
+            self.client
+                .put_record()
+                .stream_name(name)
+                .partition_key(partition_key)
+                .data(aws_sdk_kinesis::primitives::Blob::new(data))
+                .send()
+                .await
+                .unwrap();
         });
     }
 

@@ -8,8 +8,10 @@
 //! |---|---|
 //! | `redis_server` | `RedisServer`: a redis-server of its own, killable and restartable |
 //! | `kinesis` | `Kinesalite` (kinesalite from npm) and `FaultProxy` (throttles and fails calls), with readers for what a stream holds |
+//! | `dynamodb` | `Dynalite` (dynalite from npm) with the reference's event table and a reader of its items |
 //! | `Sidecar` | a tokio runtime on its own thread, where adapters run their tasks |
 
+pub mod dynamodb;
 pub mod kinesis;
 pub mod redis_server;
 
