@@ -36,6 +36,15 @@ pub enum Command {
         #[command(subcommand)]
         command: CoreDataCommand,
     },
+    /// Ask a running beacon's health endpoint; exit 0 when it answers 2xx (for container
+    /// HEALTHCHECKs, where no curl is at hand).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:8080/health/check")]
+        url: String,
+        /// Milliseconds to wait for the answer.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Run a consumer of the pipeline, polling its stream until SIGTERM or Ctrl-C.
     Consume {
         #[command(subcommand)]

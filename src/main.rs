@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `cli` | commands, arguments and flags |
 //! | `config` | the layered configuration: defaults, file, environment, flags |
-//! | `cmd` | one module per command: `serve`, `tail`, `config`, `core_data`, `consume` |
+//! | `cmd` | one module per command: `serve`, `tail`, `config`, `core_data`, `consume`, `health` |
 //! | `sidecar` | the thread that runs the vendor SDKs on tokio |
 //! | `log` | structured logs, text or JSON lines |
 
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         } => args.load().and_then(cmd::config::check),
         Command::CoreData { command } => cmd::core_data::run(command),
         Command::Consume { command } => cmd::consume::run(command),
+        Command::Health { url, timeout_ms } => cmd::health::run(&url, timeout_ms),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

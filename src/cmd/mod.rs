@@ -3,6 +3,7 @@
 pub mod config;
 pub mod consume;
 pub mod core_data;
+pub mod health;
 pub mod serve;
 pub mod tail;
 
