@@ -11,6 +11,9 @@ pub const OWN_DESCRIPTORS: u64 = 256;
 /// Fewer connections per shard than this is not a server: the start stops instead.
 const CONNECTIONS_MIN: u64 = 64;
 
+/// Where the runtime learns which CPUs are online; without it, it panics.
+const CPU_LIST: &str = "/sys/devices/system/cpu/online";
+
 /// io_uring ring memory per shard: the three rings glommio sets up, rounded up generously.
 const RING_MEMORY_PER_SHARD_BYTES: u64 = 256 << 10;
 
@@ -23,6 +26,11 @@ pub enum PreflightError {
          check that kernel.io_uring_disabled is 0 (kernel 5.8 or newer)"
     )]
     IoUring(std::io::Error),
+    #[error(
+        "cannot read {CPU_LIST} ({0}): the runtime reads the CPU topology from sysfs; mount /sys \
+         (container runtimes do; under chroot, bind-mount /sys and /proc)"
+    )]
+    Sysfs(std::io::Error),
     #[error(
         "the locked-memory limit is {have_kib} KiB but {shards} shards with io_memory_bytes = {io_memory} \
          need about {need_kib} KiB: raise `ulimit -l` (systemd: LimitMEMLOCK=; docker: --ulimit memlock=; \
@@ -129,6 +137,7 @@ fn raise_nofile(to: u64, hard: u64) -> Option<u64> {
 /// Checks io_uring and the memlock limit for `shards` shards; the registered memory each shard
 /// gets: `configured` if set (and it fits), else the default or as much as the limit holds.
 pub fn check(shards: usize, configured: Option<usize>) -> Result<usize, PreflightError> {
+    std::fs::read_to_string(CPU_LIST).map_err(PreflightError::Sysfs)?;
     probe_io_uring().map_err(PreflightError::IoUring)?;
     let io_memory = match (configured, memlock_limit()) {
         (Some(io), _) => io,
