@@ -103,11 +103,19 @@ fn answered_events_become_one_item_each_in_every_format_and_a_rerun_adds_none() 
             assert_eq!(string(it, "valid"), "true");
         }
     }
-    // A forced retry: the plain stream read again from its start, as after a lost checkpoint.
+    // A forced retry: the plain stream read again from its start, as after a lost checkpoint,
+    // now with a record that is no event in it: set aside in the failure directory, not stored.
+    k.put_record("events-plain", "poison", b"\x00 not an event");
     let fresh = tmp.path().join("state-again");
     assert!(persist_to_end(&k, &db, &answered[0].0, &fresh).success());
     assert!(fresh.join("events-plain.checkpoint.json").is_file());
     assert_eq!(db.items(TABLE).len(), 3 * n, "a re-run added items");
+    let failed: Vec<_> = std::fs::read_dir(fresh.join("events-plain.failed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(std::fs::read(&failed[0]).unwrap(), b"\x00 not an event");
     let unique: HashSet<&String> = answered.iter().flat_map(|(_, ids)| ids).collect();
     assert_eq!(unique.len(), 3 * n);
 }
