@@ -92,3 +92,27 @@ fn the_task_definitions_environment_is_configuration_beacon_accepts() {
     assert!(stdout.contains("trusted_proxy_hops = 1"), "{stdout}");
     assert!(stdout.contains("format = \"json\""), "{stdout}");
 }
+
+#[test]
+fn every_instance_the_capacity_planner_can_pick_is_one_the_stack_accepts() {
+    let root = beacon_test_support::repo_root();
+    let template = std::fs::read_to_string(root.join("deploy/cloudformation/beacon.yaml")).unwrap();
+    let allowed = template
+        .lines()
+        .skip_while(|l| l.trim() != "InstanceType:")
+        .find_map(|l| l.trim().strip_prefix("AllowedValues: "))
+        .unwrap();
+    let prices = std::fs::read_to_string(root.join("benches/prices.toml")).unwrap();
+    let names: Vec<&str> = prices
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name = "))
+        .map(|n| n.trim_matches('"'))
+        .collect();
+    assert!(!names.is_empty());
+    for name in names {
+        assert!(
+            allowed.contains(name),
+            "{name} (benches/prices.toml) is not in the template's InstanceType values {allowed}"
+        );
+    }
+}

@@ -8,19 +8,21 @@ use beacon_test_support::redis_server::RedisServer;
 use common::Beacon;
 use serde_json::Value;
 
-/// Runs `beacon <args> --redis-url <redis>` and expects success.
-fn cli(redis: &RedisServer, args: &[&str]) {
+/// Runs `beacon <args> --redis-url <redis>`: whether it succeeded, and its standard error.
+fn try_cli(redis: &RedisServer, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(common::bin())
         .args(args)
         .args(["--redis-url", &redis.url()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "beacon {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs `beacon <args> --redis-url <redis>` and expects success.
+fn cli(redis: &RedisServer, args: &[&str]) {
+    let (ok, stderr) = try_cli(redis, args);
+    assert!(ok, "beacon {args:?}: {stderr}");
 }
 
 fn load_samples(redis: &RedisServer) {
@@ -282,7 +284,7 @@ fn deletes_and_versions_through_the_cli() {
     let (redis, b) = samples_and_beacon();
     assert_eq!(program_name(&b, "212314").0, 200);
     let put = |name: &str, version: &str, valid: &str| {
-        cli(
+        try_cli(
             &redis,
             &[
                 "core-data",
@@ -304,16 +306,29 @@ fn deletes_and_versions_through_the_cli() {
             ],
         )
     };
-    put("v5", "5", "true");
+    assert!(put("v5", "5", "true").0);
     wait_for(&b, "212314", (200, "v5"));
-    put("v4", "4", "true");
-    put("v6", "6", "false");
+    // The writer refuses an older version: nothing is written or announced.
+    let (ok, stderr) = put("v4", "4", "true");
+    assert!(!ok && stderr.contains("Redis holds a newer version"), "{stderr}");
+    let held: String = redis::cmd("HGET")
+        .arg("212314")
+        .arg("programName")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(held, "v5");
+    // An older announcement that reaches the engine anyway (another writer) is ignored there.
+    publish(
+        &redis,
+        br#"{"programId":"212314","checksum":"1","customerId":1,"customerName":"c","programName":"v4","valid":true,"version":4}"#,
+    );
+    assert!(put("v6", "6", "false").0);
     wait_for(&b, "212314", (403, ""));
     let ignored = b.metric("beacon_core_data_updates_total{result=\"ignored\",shard=\"0\"}")
         + b.metric("beacon_core_data_updates_total{result=\"ignored\",shard=\"1\"}");
     assert_eq!(
         ignored, 1.0,
-        "the v4 update arrived after v5 and was ignored"
+        "the v4 announcement arrived after v5 and was ignored"
     );
     cli(&redis, &["core-data", "delete", "212314", "--version", "7"]);
     wait_for(&b, "212314", (404, ""));

@@ -391,6 +391,20 @@ pub fn markdown(o: &Outcome) -> String {
             ]
         }),
     ));
+    if !p.stack_parameters.is_empty() {
+        let overrides: Vec<String> = p
+            .stack_parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        s.push_str(&format!(
+            "\nThe stack for this plan (deploy/cloudformation/beacon.yaml; cheapest instances, \
+             plain records; ImageUri is yours):\n\n```sh\naws cloudformation deploy --stack-name beacon \
+             --template-file deploy/cloudformation/beacon.yaml --capabilities CAPABILITY_IAM \\\n    \
+             --parameter-overrides ImageUri=IMAGE {}\n```\n",
+            overrides.join(" ")
+        ));
+    }
     s.push_str(&format!(
         "\nPrices: {} ({}), {} h/month; edit a copy of benches/prices.toml and pass --prices.\n",
         o.prices.region, c, o.prices.hours_per_month

@@ -129,6 +129,9 @@ pub struct Plan {
     pub instances: Vec<InstanceOption>,
     pub events_per_sec: f64,
     pub kinesis: Vec<KinesisOption>,
+    /// The deployment template's parameters for this plan (deploy/cloudformation/beacon.yaml),
+    /// from the cheapest instance option and plain (one event per record) Kinesis records.
+    pub stack_parameters: Vec<(String, String)>,
     pub warnings: Vec<String>,
 }
 
@@ -287,6 +290,7 @@ pub fn plan(m: &Measured, goal: &Goal, prices: &Prices) -> Result<Plan> {
              cores, run it from another machine for a truer figure"
         ));
     }
+    let stack_parameters = stack_parameters(&instances, &plain, per_core_planned_rps, goal);
     Ok(Plan {
         per_core_slo_rps,
         per_core_cpu_rps,
@@ -295,8 +299,37 @@ pub fn plan(m: &Measured, goal: &Goal, prices: &Prices) -> Result<Plan> {
         instances,
         events_per_sec,
         kinesis: vec![plain, aggregated],
+        stack_parameters,
         warnings,
     })
+}
+
+/// The stack template's parameters for the cheapest instance option: its type, shards per task
+/// (one task per instance), instances from the minimum to what the peak needs, the event
+/// stream's shards, and the autoscaling target, which is what one instance takes per minute at
+/// the planned per-core rate (headroom already taken off), so scaling keeps every instance at
+/// its plan.
+fn stack_parameters(
+    instances: &[InstanceOption],
+    plain: &KinesisOption,
+    per_core_planned_rps: f64,
+    goal: &Goal,
+) -> Vec<(String, String)> {
+    let Some(i) = instances.iter().find(|i| i.cheapest) else {
+        return Vec::new();
+    };
+    let per_instance_per_minute = per_core_planned_rps * i.shards_per_instance as f64 * 60.0;
+    vec![
+        ("InstanceType".into(), i.name.clone()),
+        ("Shards".into(), i.shards_per_instance.to_string()),
+        ("InstancesMin".into(), goal.min_instances.to_string()),
+        ("InstancesMax".into(), i.count.max(goal.min_instances as u64).to_string()),
+        ("EventStreamShards".into(), plain.shards.to_string()),
+        (
+            "RequestsPerTargetPerMinute".into(),
+            format!("{:.0}", per_instance_per_minute.floor()),
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -358,6 +391,29 @@ mod tests {
         assert!((xl.monthly - 5.0 * 0.1785 * 730.0).abs() < 1e-6);
         assert_eq!(plan.instances.iter().filter(|i| i.cheapest).count(), 1);
         assert!(plan.warnings.iter().any(|w| w.contains("SLO, not CPU")));
+    }
+
+    #[test]
+    fn the_stack_parameters_follow_the_cheapest_option() {
+        let p = Prices::load(None).unwrap();
+        let plan = plan(&measured(), &goal(100_000.0), &p).unwrap();
+        let cheapest = plan.instances.iter().find(|i| i.cheapest).unwrap();
+        let get = |k: &str| {
+            plan.stack_parameters
+                .iter()
+                .find(|(n, _)| n == k)
+                .unwrap_or_else(|| panic!("{k} missing"))
+                .1
+                .clone()
+        };
+        assert_eq!(get("InstanceType"), cheapest.name);
+        assert_eq!(get("Shards"), cheapest.shards_per_instance.to_string());
+        assert_eq!(get("InstancesMin"), "2");
+        assert_eq!(get("InstancesMax"), cheapest.count.to_string());
+        assert_eq!(get("EventStreamShards"), plan.kinesis[0].shards.to_string());
+        // 7,000 req/s per core planned, x shards, x 60 s.
+        let per_minute = 7_000 * 60 * cheapest.shards_per_instance as u64;
+        assert_eq!(get("RequestsPerTargetPerMinute"), per_minute.to_string());
     }
 
     #[test]

@@ -96,6 +96,10 @@ fn capacity_steps_up_to_the_slo_and_prints_a_plan_and_a_plot() {
         "{stdout}"
     );
     assert!(stdout.contains("engine cores"), "{stdout}");
+    assert!(
+        stdout.contains("--parameter-overrides ImageUri=IMAGE InstanceType="),
+        "the plan prints the stack's parameters: {stdout}"
+    );
 
     let o: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rates: Vec<u64> = o["steps"]
@@ -118,6 +122,8 @@ fn capacity_steps_up_to_the_slo_and_prints_a_plan_and_a_plot() {
     let plan = &o["plan"];
     assert!(plan["engine_cores"].as_u64().unwrap() >= 50_000 / 1000);
     assert_eq!(plan["kinesis"][0]["mode"], "plain");
+    assert_eq!(plan["stack_parameters"][4][0], "EventStreamShards");
+    assert_eq!(plan["stack_parameters"][4][1], plan["kinesis"][0]["shards"].to_string());
     assert!(plan["kinesis"][0]["shards"].as_u64().unwrap() >= 45);
 
     let svg = std::fs::read_to_string(&svg).unwrap();
