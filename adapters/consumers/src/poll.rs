@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
 use backon::BackoffBuilder;
-use beacon_kinesis::reader::{describe, StartAt};
+use beacon_kinesis::reader::{describe, list_shards, StartAt};
 
 use crate::batch::InRecord;
 use crate::Handler;
@@ -196,32 +196,20 @@ async fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
 impl<H: Handler> Poller<'_, H> {
     /// Adds a cursor for every shard not yet known.
     async fn refresh_shards(&mut self) -> Result<(), String> {
-        let mut token: Option<String> = None;
-        loop {
-            let call = match &token {
-                Some(t) => self.client.list_shards().next_token(t),
-                None => self.client.list_shards().stream_name(&self.cfg.stream),
-            };
-            let out = call
-                .send()
-                .await
-                .map_err(|e| format!("ListShards on {}: {}", self.cfg.stream, describe(&e)))?;
-            for shard in out.shards() {
-                let id = shard.shard_id();
-                if !self.cursors.iter().any(|c| c.shard_id == id) {
-                    let iterator = self.open(id).await?;
-                    self.cursors.push(Cursor {
-                        shard_id: id.to_string(),
-                        iterator,
-                        at_end: false,
-                    });
-                }
-            }
-            token = out.next_token;
-            if token.is_none() {
-                return Ok(());
+        let ids = list_shards(self.client, &self.cfg.stream)
+            .await
+            .map_err(|e| format!("ListShards on {}: {e}", self.cfg.stream))?;
+        for id in ids {
+            if !self.cursors.iter().any(|c| c.shard_id == id) {
+                let iterator = self.open(&id).await?;
+                self.cursors.push(Cursor {
+                    shard_id: id,
+                    iterator,
+                    at_end: false,
+                });
             }
         }
+        Ok(())
     }
 
     /// An iterator just after the shard's checkpoint, or at `cfg.start` without one.

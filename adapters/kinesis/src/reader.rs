@@ -194,7 +194,8 @@ where
 }
 
 /// The stream's shards that can still hold records, oldest first.
-async fn list_shards(client: &Client, stream: &str) -> Result<Vec<String>, String> {
+/// The ids of every shard of `stream`, following ListShards' pages.
+pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<String>, String> {
     let mut ids = Vec::new();
     let mut token: Option<String> = None;
     loop {
