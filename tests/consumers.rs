@@ -18,7 +18,10 @@ const TABLE: &str = "TrackingEvents";
 
 fn consume(args: &[&str]) -> Command {
     let mut cmd = Command::new(common::bin());
-    cmd.arg("consume").args(args).envs(AWS_ENV).stdout(Stdio::null());
+    cmd.arg("consume")
+        .args(args)
+        .envs(AWS_ENV)
+        .stdout(Stdio::null());
     cmd
 }
 
@@ -148,7 +151,10 @@ fn stop(mut child: Child) -> ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "consumer did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "consumer did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -216,8 +222,8 @@ fn a_core_data_update_on_the_stream_reaches_a_running_engine_and_an_older_one_do
 
 #[test]
 fn the_local_stack_comes_up_stores_what_beacon_answers_and_goes_down() {
-    use std::io::{BufRead, BufReader};
     use beacon_test_support::free_port;
+    use std::io::{BufRead, BufReader};
     let root = beacon_test_support::repo_root();
     let tmp = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
@@ -259,19 +265,33 @@ fn the_local_stack_comes_up_stores_what_beacon_answers_and_goes_down() {
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect::<HashSet<String>>()
     };
     let start = Instant::now();
     while scan() != ids {
-        assert!(start.elapsed() < Duration::from_secs(20), "the table does not hold the 20 events");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the table does not hold the 20 events"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // A change through the update stream, with the README's helper, reaches the engine.
     let update = String::from_utf8(update("212313", "renamed", 2)).unwrap();
     let put = Command::new("node")
         .arg(root.join("deploy/local/emulators/aws.js"))
-        .args(["put-record", &ports[2].to_string(), "core-data", "212313", &update])
+        .args([
+            "put-record",
+            &ports[2].to_string(),
+            "core-data",
+            "212313",
+            &update,
+        ])
         .status()
         .unwrap();
     assert!(put.success());
@@ -284,7 +304,10 @@ fn the_local_stack_comes_up_stores_what_beacon_answers_and_goes_down() {
     };
     let start = Instant::now();
     while !served(&agent).contains("\"programName\":\"renamed\"") {
-        assert!(start.elapsed() < Duration::from_secs(10), "the update did not reach the engine");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the update did not reach the engine"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let down = Command::new(root.join("deploy/local/down"))

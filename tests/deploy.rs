@@ -38,7 +38,9 @@ fn template_environment() -> Vec<(String, String)> {
             (name.to_string(), value.to_string())
         } else if let Some(name) = l.strip_prefix("- Name: ") {
             let next = lines.peek().map(|n| n.trim()).unwrap_or_default();
-            let Some(value) = next.strip_prefix("Value:") else { continue };
+            let Some(value) = next.strip_prefix("Value:") else {
+                continue;
+            };
             (name.to_string(), value.trim().to_string())
         } else {
             continue;
@@ -69,8 +71,16 @@ fn template_environment() -> Vec<(String, String)> {
 fn the_task_definitions_environment_is_configuration_beacon_accepts() {
     let env = template_environment();
     let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
-    for expected in ["EVENT_STREAM", "REGION", "BEACON_SHARDS", "BEACON_REDIS_URL"] {
-        assert!(names.contains(&expected), "{expected} not in the template: {names:?}");
+    for expected in [
+        "EVENT_STREAM",
+        "REGION",
+        "BEACON_SHARDS",
+        "BEACON_REDIS_URL",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} not in the template: {names:?}"
+        );
     }
     let out = Command::new(common::bin())
         .args(["config", "check"])
@@ -87,8 +97,14 @@ fn the_task_definitions_environment_is_configuration_beacon_accepts() {
     );
     // Each variable landed in the field it is meant for.
     assert!(stdout.contains("shards = 2"), "{stdout}");
-    assert!(stdout.contains("stream = \"beacon-EventStream-1\""), "{stdout}");
-    assert!(stdout.contains("rediss://beacon.cache.amazonaws.com:6379"), "{stdout}");
+    assert!(
+        stdout.contains("stream = \"beacon-EventStream-1\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rediss://beacon.cache.amazonaws.com:6379"),
+        "{stdout}"
+    );
     assert!(stdout.contains("trusted_proxy_hops = 1"), "{stdout}");
     assert!(stdout.contains("format = \"json\""), "{stdout}");
 }

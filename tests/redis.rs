@@ -16,7 +16,10 @@ fn try_cli(redis: &RedisServer, args: &[&str]) -> (bool, String) {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs `beacon <args> --redis-url <redis>` and expects success.
@@ -310,7 +313,10 @@ fn deletes_and_versions_through_the_cli() {
     wait_for(&b, "212314", (200, "v5"));
     // The writer refuses an older version: nothing is written or announced.
     let (ok, stderr) = put("v4", "4", "true");
-    assert!(!ok && stderr.contains("Redis holds a newer version"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("Redis holds a newer version"),
+        "{stderr}"
+    );
     let held: String = redis::cmd("HGET")
         .arg("212314")
         .arg("programName")

@@ -323,7 +323,10 @@ fn stack_parameters(
         ("InstanceType".into(), i.name.clone()),
         ("Shards".into(), i.shards_per_instance.to_string()),
         ("InstancesMin".into(), goal.min_instances.to_string()),
-        ("InstancesMax".into(), i.count.max(goal.min_instances as u64).to_string()),
+        (
+            "InstancesMax".into(),
+            i.count.max(goal.min_instances as u64).to_string(),
+        ),
         ("EventStreamShards".into(), plain.shards.to_string()),
         (
             "RequestsPerTargetPerMinute".into(),

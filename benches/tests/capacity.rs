@@ -123,7 +123,10 @@ fn capacity_steps_up_to_the_slo_and_prints_a_plan_and_a_plot() {
     assert!(plan["engine_cores"].as_u64().unwrap() >= 50_000 / 1000);
     assert_eq!(plan["kinesis"][0]["mode"], "plain");
     assert_eq!(plan["stack_parameters"][4][0], "EventStreamShards");
-    assert_eq!(plan["stack_parameters"][4][1], plan["kinesis"][0]["shards"].to_string());
+    assert_eq!(
+        plan["stack_parameters"][4][1],
+        plan["kinesis"][0]["shards"].to_string()
+    );
     assert!(plan["kinesis"][0]["shards"].as_u64().unwrap() >= 45);
 
     let svg = std::fs::read_to_string(&svg).unwrap();

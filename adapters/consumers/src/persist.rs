@@ -110,7 +110,9 @@ impl Persister {
             .await
         {
             Ok(_) => return Ok(false),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
             Err(e) => return Err(format!("DescribeTable {}: {}", self.table, describe(&e))),
         }
         let attribute = |name: &str, kind| {
@@ -155,7 +157,10 @@ impl Persister {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(format!("table {} did not become ACTIVE within 60 s", self.table))
+        Err(format!(
+            "table {} did not become ACTIVE within 60 s",
+            self.table
+        ))
     }
 
     /// Writes `items` (each with the index of its record), 25 to a call, resending what the
@@ -308,18 +313,36 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
     s(&mut it, "updated_at", updated_at);
     let (common, extra) = match &event {
         DecodedEvent::V1(e) => (
-            [&e.program_id, &e.program_name, &e.checksum, &e.customer_name, &e.user_agent],
+            [
+                &e.program_id,
+                &e.program_name,
+                &e.checksum,
+                &e.customer_name,
+                &e.user_agent,
+            ],
             Some(e),
         ),
         DecodedEvent::Protobuf(e) => (
-            [&e.program_id, &e.program_name, &e.checksum, &e.customer_name, &e.user_agent],
+            [
+                &e.program_id,
+                &e.program_name,
+                &e.checksum,
+                &e.customer_name,
+                &e.user_agent,
+            ],
             None,
         ),
     };
     if common[0].is_empty() {
         return Err("event without a program id".into());
     }
-    let names = ["program_id", "program_name", "checksum", "customer_name", "user_agent"];
+    let names = [
+        "program_id",
+        "program_name",
+        "checksum",
+        "customer_name",
+        "user_agent",
+    ];
     for (name, value) in names.into_iter().zip(common) {
         s(&mut it, name, value);
     }
@@ -327,7 +350,10 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
         DecodedEvent::V1(e) => (e.customer_id, e.valid),
         DecodedEvent::Protobuf(e) => (e.customer_id, e.valid),
     };
-    it.insert("customer_id".into(), AttributeValue::N(customer_id.to_string()));
+    it.insert(
+        "customer_id".into(),
+        AttributeValue::N(customer_id.to_string()),
+    );
     it.insert("valid".into(), AttributeValue::Bool(valid));
     if let Some(e) = extra {
         it.insert("validated".into(), AttributeValue::Bool(e.validated));

@@ -120,7 +120,11 @@ fn every_format_becomes_one_item_per_event_and_a_retry_adds_none() {
         .map(|a| a.data)
         .collect();
     assert!(aggregates.len() > 1, "several aggregates");
-    let mut data: Vec<Vec<u8>> = rkyv.iter().chain(&protobuf).map(|(_, d)| d.clone()).collect();
+    let mut data: Vec<Vec<u8>> = rkyv
+        .iter()
+        .chain(&protobuf)
+        .map(|(_, d)| d.clone())
+        .collect();
     data.extend(aggregates);
     let event = kinesis_event(&data);
     let answer = rt.block_on(lambda::handle(&p, event.clone()));
@@ -247,7 +251,10 @@ fn the_updater_writes_the_engines_schema_publishes_and_keeps_newer_versions() {
     let mut conn = redis.conn();
     let hash: std::collections::HashMap<String, String> =
         redis::cmd("HGETALL").arg("500").query(&mut conn).unwrap();
-    assert_eq!(hash["programName"], "program-500", "the older version did not win");
+    assert_eq!(
+        hash["programName"], "program-500",
+        "the older version did not win"
+    );
     assert_eq!(hash["version"], "2");
     assert_eq!(hash["customerId"], "9124");
     assert_eq!(hash["valid"], "true");

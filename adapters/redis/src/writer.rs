@@ -99,7 +99,15 @@ pub async fn put(
     c: &Campaign,
 ) -> RedisResult<Written> {
     let payload = upsert_payload(c);
-    run(conn, cfg, &c.program_id, c.version, payload, Some(hash_fields(c))).await
+    run(
+        conn,
+        cfg,
+        &c.program_id,
+        c.version,
+        payload,
+        Some(hash_fields(c)),
+    )
+    .await
 }
 
 /// Deletes program `id`'s hash and announces the deletion, unless Redis holds a newer version.

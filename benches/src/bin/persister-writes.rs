@@ -119,7 +119,10 @@ async fn main() -> Result<()> {
     for pass in ["store", "retry"] {
         let (secs, calls) = batch_write(&p, &records, args.batch).await?;
         let n = records.len();
-        println!("| BatchWriteItem (25 per call) | {pass} | {n} | {calls} | {secs:.2} | {:.0} |", n as f64 / secs);
+        println!(
+            "| BatchWriteItem (25 per call) | {pass} | {n} | {calls} | {secs:.2} | {:.0} |",
+            n as f64 / secs
+        );
     }
     for pass in ["store", "retry"] {
         let (secs, calls, existed) = conditional_puts(&client, &args.put_table, &records).await?;
@@ -142,7 +145,13 @@ async fn main() -> Result<()> {
                 .map(|o| o.count())
         }
     };
-    let (a, b) = (stored(&args.batch_table).await?, stored(&args.put_table).await?);
-    println!("\nitems stored: {a} (BatchWriteItem), {b} (PutItem), of {} events", records.len());
+    let (a, b) = (
+        stored(&args.batch_table).await?,
+        stored(&args.put_table).await?,
+    );
+    println!(
+        "\nitems stored: {a} (BatchWriteItem), {b} (PutItem), of {} events",
+        records.len()
+    );
     Ok(())
 }
