@@ -58,20 +58,7 @@ async fn route(
     at: Instant,
 ) -> (Route, Resp) {
     let path = req.uri().path();
-    let tracking = if let Some(id) = path.strip_prefix("/event/") {
-        Some((Route::Event, id))
-    } else {
-        path.strip_prefix("/pixel/").map(|id| (Route::Pixel, id))
-    };
-    // `/event/212313/` is the same campaign as `/event/212313`, not a bad character.
-    let tracking = tracking.map(|(r, id)| (r, id.strip_suffix('/').unwrap_or(id)));
-    let route = match (tracking, path) {
-        (Some((r, _)), _) => r,
-        (None, "/health/check") => Route::HealthCheck,
-        (None, "/health/ready") => Route::HealthReady,
-        (None, "/metrics") => Route::Metrics,
-        _ => Route::Other,
-    };
+    let (route, id) = Route::of_path(path);
     if req.method() != Method::GET && req.method() != Method::HEAD {
         ctx.metrics.bad(BadRequest::Method);
         let mut r = text(
@@ -90,8 +77,8 @@ async fn route(
             text(StatusCode::URI_TOO_LONG, "text/plain", "path too long\n"),
         );
     }
-    let resp = match (tracking, route) {
-        (Some((route, id)), _) => request::track(ctx, route, id, peer_ip, req, at).await,
+    let resp = match (id, route) {
+        (Some(id), _) => request::track(ctx, route, id, peer_ip, req, at).await,
         (None, Route::HealthCheck) => text(StatusCode::OK, "text/plain", Bytes::new()),
         (None, Route::HealthReady) => ready(ctx),
         (None, Route::Metrics) => text(

@@ -12,8 +12,8 @@ mod routing;
 
 pub use campaign::{check_id, BadId, Campaign};
 pub use event::{
-    decode, decode_auto, DecodeError, DecodedEvent, Event, EventV1, TrackingEvent, TrackingEventJson, EVENT_V1,
-    RKYV_HEADER_BYTES, RKYV_MAGIC,
+    decode, decode_auto, DecodeError, DecodedEvent, Event, EventV1, TrackingEvent,
+    TrackingEventJson, EVENT_V1, RKYV_HEADER_BYTES, RKYV_MAGIC,
 };
-pub use route::Route;
+pub use route::{client_ip, Route};
 pub use routing::owner;
