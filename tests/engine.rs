@@ -821,3 +821,107 @@ fn the_port_is_closed_when_the_process_has_exited() {
         );
     }
 }
+
+/// A size-limited filesystem (tmpfs) mounted for one test; unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a {size} tmpfs failed (this test needs root, as scripts/test does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(at.to_path_buf())
+    }
+
+    fn grow(&self, size: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The data directory's disk fills under load: new events get 503 and `/health/ready` says
+/// which shards cannot write, no shard dies, and once there is room again every event that was
+/// answered 200 is stored, exactly once, in files that read back without a problem.
+#[test]
+fn a_full_disk_refuses_new_events_and_keeps_every_answered_one() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&tmp.path().join("small"), "1m");
+    let dir = disk.0.join("data");
+    let mut b = Beacon::start_in(
+        &dir,
+        &["--shards", "2", "--synthetic-campaigns", "1000"],
+        &[],
+    );
+    let stop = AtomicBool::new(false);
+    let url = b.url("");
+    let answered = std::thread::scope(|s| {
+        let load = s.spawn(|| common::hammer(&url, 8, &stop));
+        std::thread::sleep(Duration::from_secs(4));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    let (status, _, body) = b.get("/health/ready", &[]);
+    assert_eq!(status, 503, "the disk should be full by now: {body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        !ready["sink_failing_shards"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    let (status, _, _) = b.get("/event/1000001", &[]);
+    assert_eq!(status, 503, "a new event while nothing can be written");
+    assert_eq!(b.get("/health/check", &[]).0, 200, "the shards still serve");
+
+    disk.grow("64m");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.get("/health/ready", &[]).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "still not ready 20 s after the disk had room again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(b.get("/event/1000002", &[]).0, 200);
+    assert!(b.terminate().success());
+
+    // Every record, with `tail` reporting no problem at all: the short writes were cut off.
+    let records = common::tail(&dir);
+    let mut stored = HashSet::new();
+    for r in &records {
+        let id = r["message_id"].as_str().unwrap().to_string();
+        assert!(stored.insert(id.clone()), "{id} stored twice");
+    }
+    let lost = answered.iter().filter(|id| !stored.contains(*id)).count();
+    eprintln!(
+        "{} answered 200 before the disk filled up, {} records stored",
+        answered.len(),
+        records.len()
+    );
+    assert!(answered.len() > 1000, "only {} answered", answered.len());
+    assert_eq!(lost, 0, "{lost} of {} answered events lost", answered.len());
+}

@@ -8,5 +8,5 @@ mod synthetic;
 
 pub use campaigns::{EmbeddedCoreData, LoadError, SAMPLE_CAMPAIGNS_JSON};
 pub use frame::{put_frame, read_frame, FrameError, FRAME_HEADER_BYTES};
-pub use segment::{read_all, segments_in, ReadProblem, SegmentSink};
+pub use segment::{read_all, read_segment, segments_in, ReadProblem, SegmentSink};
 pub use synthetic::{synthetic_campaigns, SYNTHETIC_ID_FIRST};

@@ -148,11 +148,20 @@ impl ShardSink for ShardSegments {
                 .await
                 .map_err(io_err("write"))?;
             if written as u64 != len {
-                // A short write leaves a torn frame; start a fresh segment and retry the batch.
-                self.file = None;
+                // A short write (the disk is full) leaves part of the batch in the file: cut it
+                // off again, so that the retry writes the whole batch once, in the same place,
+                // and no reader ever sees its first records twice or a torn frame in between.
+                // If even that fails, a fresh segment takes the retry and the cut-off part
+                // reads as a torn tail.
+                if file.truncate(self.pos).await.is_err() {
+                    self.file = None;
+                }
                 return Err(SinkError::Io {
                     what: "write".into(),
-                    source: io::Error::new(io::ErrorKind::WriteZero, "short write"),
+                    source: io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        format!("short write: {written} of {len} bytes (is the disk full?)"),
+                    ),
                 });
             }
             self.pos += len;
@@ -244,53 +253,73 @@ pub fn read_all(
     for (shard, dir) in shards {
         for (_, path) in segments_in(&dir)? {
             let bytes = std::fs::read(&path)?;
-            let mut at = 0usize;
-            while at < bytes.len() {
-                let problem = |what: &str| ReadProblem {
-                    path: path.clone(),
-                    offset: at as u64,
-                    what: what.to_string(),
-                };
-                let (body, next) = match read_frame(&bytes, at, FORMAT_TAG_BYTES) {
-                    Ok(frame) => frame,
-                    Err(e) => match next_intact_frame(&bytes, at + 1) {
-                        // Damage in the middle: skip to the next frame that checks out.
-                        Some(resume) => {
-                            problems.push(problem(&format!(
-                                "damaged record ({}): {} bytes skipped to the next intact record",
-                                e.as_str(),
-                                resume - at
-                            )));
-                            at = resume;
-                            continue;
-                        }
-                        None if e == FrameError::Torn
-                            && at + TORN_TAIL_BYTES_MAX >= bytes.len() =>
-                        {
-                            problems.push(problem(e.as_str()));
-                            break;
-                        }
-                        None => {
-                            problems.push(problem(&format!(
-                                "damaged record ({}): the last {} bytes of the file hold no intact record",
-                                e.as_str(),
-                                bytes.len() - at
-                            )));
-                            break;
-                        }
-                    },
-                };
-                let (fmt, payload) = (body[0], &body[FORMAT_TAG_BYTES..]);
-                match format_from_byte(fmt).map(|f| decode(f, payload)) {
-                    Some(Ok(event)) => each(shard, event),
-                    Some(Err(e)) => problems.push(problem(&e.to_string())),
-                    None => problems.push(problem(&format!("unknown record format {fmt}"))),
-                }
-                at = next;
-            }
+            read_segment(
+                &bytes,
+                |event| each(shard, event),
+                |offset, what| {
+                    problems.push(ReadProblem {
+                        path: path.clone(),
+                        offset,
+                        what,
+                    })
+                },
+            );
         }
     }
     Ok(problems)
+}
+
+/// Reads one segment file's bytes: `each` gets every record that decodes, `problem` the offset
+/// and description of everything else. A torn tail ends the file; damage in the middle is
+/// skipped to the next frame that checks out.
+pub fn read_segment(
+    bytes: &[u8],
+    mut each: impl FnMut(DecodedEvent),
+    mut problem: impl FnMut(u64, String),
+) {
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let (body, next) = match read_frame(bytes, at, FORMAT_TAG_BYTES) {
+            Ok(frame) => frame,
+            Err(e) => match next_intact_frame(bytes, at + 1) {
+                // Damage in the middle: skip to the next frame that checks out.
+                Some(resume) => {
+                    problem(
+                        at as u64,
+                        format!(
+                            "damaged record ({}): {} bytes skipped to the next intact record",
+                            e.as_str(),
+                            resume - at
+                        ),
+                    );
+                    at = resume;
+                    continue;
+                }
+                None if e == FrameError::Torn && at + TORN_TAIL_BYTES_MAX >= bytes.len() => {
+                    problem(at as u64, e.as_str().to_string());
+                    return;
+                }
+                None => {
+                    problem(
+                        at as u64,
+                        format!(
+                            "damaged record ({}): the last {} bytes of the file hold no intact record",
+                            e.as_str(),
+                            bytes.len() - at
+                        ),
+                    );
+                    return;
+                }
+            },
+        };
+        let (fmt, payload) = (body[0], &body[FORMAT_TAG_BYTES..]);
+        match format_from_byte(fmt).map(|f| decode(f, payload)) {
+            Some(Ok(event)) => each(event),
+            Some(Err(e)) => problem(at as u64, e.to_string()),
+            None => problem(at as u64, format!("unknown record format {fmt}")),
+        }
+        at = next;
+    }
 }
 
 #[cfg(test)]
