@@ -132,3 +132,27 @@ fn every_instance_the_capacity_planner_can_pick_is_one_the_stack_accepts() {
         );
     }
 }
+
+/// The plain-EC2 sample configuration (deploy/systemd/beacon.toml) is one beacon accepts, with
+/// the settings it says it sets.
+#[test]
+fn the_plain_ec2_sample_config_is_accepted() {
+    let sample = beacon_test_support::repo_root().join("deploy/systemd/beacon.toml");
+    let out = Command::new(common::bin())
+        .args(["config", "check", "--config"])
+        .arg(&sample)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for line in [
+        "data_dir = \"/var/lib/beacon/data\"",
+        "stream = \"beacon-EventStream\"",
+        "aggregation = true",
+        "format = \"json\"",
+    ] {
+        assert!(stdout.contains(line), "{line} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("core data redis"), "{stdout}");
+}
