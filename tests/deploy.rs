@@ -154,5 +154,7 @@ fn the_plain_ec2_sample_config_is_accepted() {
     ] {
         assert!(stdout.contains(line), "{line} missing from:\n{stdout}");
     }
-    assert!(stdout.contains("core data redis"), "{stdout}");
+    // The verdict goes to standard error, after the effective values on standard output.
+    assert!(stderr.contains("config ok"), "{stderr}");
+    assert!(stderr.contains("core data redis"), "{stderr}");
 }
