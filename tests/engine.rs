@@ -828,31 +828,28 @@ struct SmallDisk(std::path::PathBuf);
 impl SmallDisk {
     fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
         std::fs::create_dir_all(at).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mounting a {size} tmpfs failed (this test needs root, as scripts/test does): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_mount(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"], at);
         SmallDisk(at.to_path_buf())
     }
 
     fn grow(&self, size: &str) {
-        let out = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_mount(&["-o", &format!("remount,size={size}")], &self.0);
     }
+}
+
+/// `mount ARGS AT`, which must succeed.
+fn run_mount(args: &[&str], at: &std::path::Path) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .arg(at)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount {args:?} {} failed (the disk-full test needs root, as scripts/test has): {}",
+        at.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for SmallDisk {
