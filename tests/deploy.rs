@@ -67,6 +67,19 @@ fn template_environment() -> Vec<(String, String)> {
     out
 }
 
+/// `beacon config check ARGS` with only `env` (and `PATH`) in its environment, so that nothing
+/// from the test runner's environment counts.
+fn config_check(args: &[&std::ffi::OsStr], env: &[(String, String)]) -> std::process::Output {
+    Command::new(common::bin())
+        .args(["config", "check"])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .envs(env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_task_definitions_environment_is_configuration_beacon_accepts() {
     let env = template_environment();
@@ -82,13 +95,7 @@ fn the_task_definitions_environment_is_configuration_beacon_accepts() {
             "{expected} not in the template: {names:?}"
         );
     }
-    let out = Command::new(common::bin())
-        .args(["config", "check"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .envs(env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-        .output()
-        .unwrap();
+    let out = config_check(&[], &env);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -138,11 +145,7 @@ fn every_instance_the_capacity_planner_can_pick_is_one_the_stack_accepts() {
 #[test]
 fn the_plain_ec2_sample_config_is_accepted() {
     let sample = beacon_test_support::repo_root().join("deploy/systemd/beacon.toml");
-    let out = Command::new(common::bin())
-        .args(["config", "check", "--config"])
-        .arg(&sample)
-        .output()
-        .unwrap();
+    let out = config_check(&["--config".as_ref(), sample.as_os_str()], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
