@@ -922,3 +922,167 @@ fn a_full_disk_refuses_new_events_and_keeps_every_answered_one() {
     assert!(answered.len() > 1000, "only {} answered", answered.len());
     assert_eq!(lost, 0, "{lost} of {} answered events lost", answered.len());
 }
+
+/// GET `path` on an open keep-alive connection: (status, body).
+fn get_on(conn: &mut TcpStream, path: &str) -> (u16, String) {
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte)
+            .expect("an answer on the open connection");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0; len];
+    conn.read_exact(&mut body).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The sum of a metric's series over every shard, from a `/metrics` text.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Shards whose newest segment file is empty: the spare, created ahead of the roll.
+fn spare_segments(dir: &std::path::Path) -> usize {
+    (0..2)
+        .filter(|s| {
+            let mut files: Vec<_> = std::fs::read_dir(dir.join(format!("shard-{s}")))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            files
+                .last()
+                .is_some_and(|f| f.metadata().unwrap().len() == 0)
+        })
+        .count()
+}
+
+fn segment_files(dir: &std::path::Path) -> usize {
+    (0..2)
+        .map(|s| std::fs::read_dir(dir.join(format!("shard-{s}"))).map_or(0, |d| d.count()))
+        .sum()
+}
+
+#[test]
+fn out_of_descriptors_at_run_time_new_connections_close_and_the_sink_goes_on_writing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Small segments: both shards roll over to new files, each a new descriptor, every second
+    // or so, all through the time the process has none to spare.
+    let mut b = Beacon::start(
+        &["--shards", "2", "--synthetic-campaigns", "1000"],
+        &[("BEACON_SEGMENTS_SEGMENT_BYTES_MAX", "1048576")],
+    );
+    let mut admin = TcpStream::connect(b.addr).unwrap();
+    admin
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(get_on(&mut admin, "/health/check").0, 200);
+    let stop = AtomicBool::new(false);
+    let url = b.url("");
+    let pid = b.pid();
+    let mut idle = Vec::new();
+    let (answered, during) = std::thread::scope(|s| {
+        let load = s.spawn(|| common::hammer(&url, 8, &stop));
+        std::thread::sleep(Duration::from_secs(1));
+        // The open-files limit drops, at run time, to 160 more than the process holds now: room
+        // for 32 more connections before the last 128 descriptors, which beacon keeps.
+        // (Lowering another process's limit needs only the same user.)
+        let limit = (open_descriptors(pid) + 160) as u64;
+        let lim = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: prlimit reads `lim`; the pid is our running child.
+        let set =
+            unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
+        assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+        std::thread::sleep(Duration::from_millis(300));
+        // Far more connections than that: the ones over are closed at once.
+        for _ in 0..400 {
+            if let Ok(c) = TcpStream::connect_timeout(&b.addr, Duration::from_millis(200)) {
+                idle.push(c);
+            }
+        }
+        let (_, before) = get_on(&mut admin, "/metrics");
+        let files_before = segment_files(&b.data_dir);
+        std::thread::sleep(Duration::from_secs(4));
+        let (_, after) = get_on(&mut admin, "/metrics");
+        let files_after = segment_files(&b.data_dir);
+        let spares = spare_segments(&b.data_dir);
+        let descriptors = open_descriptors(pid);
+        let (ready, body) = get_on(&mut admin, "/health/ready");
+        stop.store(true, Ordering::Relaxed);
+        let answered = load.join().unwrap();
+        let during = [
+            metric_sum(&after, "beacon_events_accepted_total")
+                - metric_sum(&before, "beacon_events_accepted_total"),
+            metric_sum(&after, "beacon_accept_errors_total"),
+            metric_sum(&after, "beacon_sink_errors_total"),
+            (files_after - files_before) as f64,
+            f64::from(ready),
+            spares as f64,
+            (limit as usize - descriptors) as f64,
+        ];
+        eprintln!("while out of descriptors: {during:?}, ready: {body}");
+        (answered, during)
+    });
+    let [events, accept_errors, sink_errors, new_segments, ready, spares, free] = during;
+    assert!(
+        accept_errors > 0.0,
+        "no accept failed: the limit did not bite"
+    );
+    assert!(
+        free >= 100.0,
+        "connections took the reserve: {free} descriptors left"
+    );
+    assert_eq!(spares, 2.0, "each shard holds its next segment file open");
+    assert!(
+        events > 1000.0,
+        "open connections stalled: {events} events in 4 s"
+    );
+    assert!(
+        new_segments >= 2.0,
+        "no segment rolled over: {new_segments}"
+    );
+    assert_eq!(sink_errors, 0.0, "the sink could not open a segment");
+    assert_eq!(ready, 200.0, "not ready while out of descriptors");
+    // Once the waiting connections go, new ones are served again.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&b.addr, Duration::from_millis(500))
+        .map(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            get_on(&mut c, "/health/check").0
+        })
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "no new connection served after");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(b.terminate().success());
+    let stored: HashSet<String> = b
+        .tail()
+        .iter()
+        .map(|r| r["message_id"].as_str().unwrap().to_string())
+        .collect();
+    let lost = answered.iter().filter(|id| !stored.contains(*id)).count();
+    assert_eq!(lost, 0, "{lost} of {} answered events lost", answered.len());
+}

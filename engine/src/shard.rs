@@ -28,7 +28,7 @@ use crate::metrics::{BadRequest, ShardMetrics};
 use crate::model::Route;
 use crate::ports::{CoreDataSource, Sink, SinkError, UpdateStream};
 use crate::state::Shared;
-use crate::sys::LogEvery;
+use crate::sys::{connection_descriptor_ceiling, now_ms, LogEvery, RESERVED_AT_RUN_TIME};
 use crate::track::{spawn_receivers, MeshMsg, PendingTable, ShardCtx};
 
 /// How often a shard looks at the server's shutdown flag.
@@ -37,6 +37,8 @@ const SHUTDOWN_POLL_MS: u64 = 20;
 const ACCEPT_RETRY_MS: u64 = 10;
 /// Pause after each accept: the shortest timer, whose only purpose is a pass through the reactor.
 const ACCEPT_PAUSE: Duration = Duration::from_micros(1);
+/// How often the accept loop reads the open-files limit again (it can change while running).
+const NOFILE_REREAD_MS: u64 = 100;
 /// At most one log line per this many seconds for a repeating accept failure or refusal.
 const WARN_EVERY_SECS: u64 = 10;
 
@@ -159,6 +161,8 @@ async fn accept_loop(
 ) {
     let accept_failed = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
     let refused = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
+    let out_of_descriptors = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
+    let mut ceiling = (connection_descriptor_ceiling(), now_ms());
     loop {
         let stopped = stop.listen();
         if ctx.shared.is_stopping() {
@@ -181,6 +185,24 @@ async fn accept_loop(
                 continue;
             }
         };
+        if now_ms().saturating_sub(ceiling.1) >= NOFILE_REREAD_MS {
+            ceiling = (connection_descriptor_ceiling(), now_ms());
+        }
+        if ceiling.0.is_some_and(|c| stream.as_raw_fd() as u64 >= c) {
+            // The last descriptors are the sink's: this connection goes at once.
+            ctx.metrics.accept_errors.inc();
+            if let Some(more) = out_of_descriptors.due() {
+                tracing::warn!(
+                    shard = ctx.id,
+                    reserved = RESERVED_AT_RUN_TIME,
+                    more,
+                    "out of descriptors: closing new connections to keep the last ones for the \
+                     sink (raise `ulimit -n`, or lower connections_per_shard_max)"
+                );
+            }
+            drop(stream);
+            continue;
+        }
         let cap = ctx.shared.cfg().connection_cap();
         // Over the cap, a few connections are still taken for health checks and scrapes.
         let admin_only = ctx.connections.get() >= cap;

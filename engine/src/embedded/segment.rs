@@ -2,7 +2,9 @@
 //!
 //! Layout: `DATA_DIR/shard-<k>/<n>.seg`, `n` a zero-padded counter that starts after the
 //! highest existing segment, so a restart never overwrites earlier data. A segment rolls over
-//! once it reaches `segment_bytes_max`. Each record is framed as
+//! once it reaches `segment_bytes_max`. The next segment is created (empty) when the current one
+//! is, so that rolling over needs no descriptor; a clean close removes it, and the next start
+//! removes one a crash left. Each record is framed as
 //!
 //! ```text
 //! u32 LE payload length | u32 LE CRC-32 of (format byte + payload) | u8 format | payload
@@ -61,20 +63,27 @@ impl Sink for SegmentSink {
                 what: format!("creating {}", dir.display()),
                 source,
             })?;
-            let next = segments_in(&dir)
-                .map_err(|source| SinkError::Io {
-                    what: format!("listing {}", dir.display()),
-                    source,
-                })?
-                .last()
-                .map(|(n, _)| n + 1)
-                .unwrap_or(0);
+            let listing = |source| SinkError::Io {
+                what: format!("listing {}", dir.display()),
+                source,
+            };
+            let mut segments = segments_in(&dir).map_err(listing)?;
+            // The spare a crash left behind (empty): its number is the next one again.
+            while let Some((_, path)) = segments.last() {
+                if std::fs::metadata(path).map_err(listing)?.len() > 0 {
+                    break;
+                }
+                std::fs::remove_file(path).map_err(listing)?;
+                segments.pop();
+            }
+            let next = segments.last().map(|(n, _)| n + 1).unwrap_or(0);
             Ok(Box::new(ShardSegments {
                 cfg,
                 dir,
                 next,
                 file: None,
                 pos: 0,
+                spare: None,
             }) as Box<dyn ShardSink>)
         })
     }
@@ -98,6 +107,9 @@ struct ShardSegments {
     next: u64,
     file: Option<BufferedFile>,
     pos: u64,
+    /// The segment after `file`, created when `file` was: rolling over takes no new descriptor,
+    /// so a process out of descriptors (connections took them) still writes its events.
+    spare: Option<(PathBuf, BufferedFile)>,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(glommio::GlommioError<()>) -> SinkError {
@@ -117,14 +129,29 @@ impl ShardSegments {
             old.fdatasync().await.map_err(io_err("fdatasync"))?;
             old.close().await.map_err(io_err("close"))?;
         }
+        let (_, file) = match self.spare.take() {
+            Some(spare) => spare,
+            None => self.create().await?,
+        };
+        self.pos = 0;
+        self.file = Some(file);
+        // The next one now, while there are descriptors; if there are none, the next roll
+        // creates its file itself.
+        match self.create().await {
+            Ok(spare) => self.spare = Some(spare),
+            Err(e) => tracing::warn!(error = %e, "no spare segment file: the next roll opens one"),
+        }
+        Ok(())
+    }
+
+    /// Creates segment number `next`, and counts it.
+    async fn create(&mut self) -> Result<(PathBuf, BufferedFile), SinkError> {
         let path = self.dir.join(format!("{:010}.seg", self.next));
         let file = BufferedFile::create(&path)
             .await
             .map_err(io_err(format!("creating {}", path.display())))?;
         self.next += 1;
-        self.pos = 0;
-        self.file = Some(file);
-        Ok(())
+        Ok((path, file))
     }
 }
 
@@ -177,6 +204,13 @@ impl ShardSink for ShardSegments {
             if let Some(file) = self.file.take() {
                 file.fdatasync().await.map_err(io_err("fdatasync"))?;
                 file.close().await.map_err(io_err("close"))?;
+            }
+            if let Some((path, spare)) = self.spare.take() {
+                spare.close().await.map_err(io_err("close"))?;
+                std::fs::remove_file(&path).map_err(|source| SinkError::Io {
+                    what: format!("removing the unused {}", path.display()),
+                    source,
+                })?;
             }
             Ok(())
         })
@@ -382,6 +416,52 @@ mod tests {
         assert_eq!(read, 4);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].what.contains("torn"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_spare_segment_is_gone_after_a_close_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("shard-0");
+        let sink = SegmentSink {
+            dir: dir.path().to_path_buf(),
+            cfg: SegmentsConfig::default(),
+        };
+        let names = || -> Vec<(u64, u64)> {
+            segments_in(&shard_dir)
+                .unwrap()
+                .into_iter()
+                .map(|(n, p)| (n, std::fs::metadata(p).unwrap().len()))
+                .collect()
+        };
+        crate::test_executor().run(async {
+            let mut shard = sink.open(0).await.unwrap();
+            shard.write(&batch(3).0).await.unwrap();
+            assert_eq!(names().len(), 2, "the written segment and its spare");
+            assert_eq!(names()[1].1, 0, "the spare is empty");
+            shard.close().await.unwrap();
+        });
+        assert_eq!(names().len(), 1, "a close removes the spare");
+        crate::test_executor().run(async {
+            let mut shard = sink.open(0).await.unwrap();
+            shard.write(&batch(3).0).await.unwrap();
+            // A crash: no close.
+            std::mem::forget(shard);
+        });
+        assert_eq!(
+            names().iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        crate::test_executor().run(async {
+            let mut shard = sink.open(0).await.unwrap();
+            shard.write(&batch(3).0).await.unwrap();
+            shard.close().await.unwrap();
+        });
+        let files = names();
+        assert_eq!(files.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(files.iter().all(|(_, len)| *len > 0), "{files:?}");
+        let mut read = 0;
+        assert!(read_all(dir.path(), |_, _| read += 1).unwrap().is_empty());
+        assert_eq!(read, 9);
     }
 
     #[test]

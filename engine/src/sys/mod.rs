@@ -14,5 +14,8 @@ pub use clock::{mono_ms, now_ms, reanchor, wall_ms};
 pub use cpu_clock::CpuClocks;
 pub use dir_lock::{DirLock, DirLockError};
 pub use log_every::LogEvery;
-pub use preflight::{check as preflight, descriptors, PreflightError};
+pub use preflight::{
+    check as preflight, connection_descriptor_ceiling, descriptors, PreflightError,
+    RESERVED_AT_RUN_TIME,
+};
 pub use time::timeout;

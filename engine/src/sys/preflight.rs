@@ -8,6 +8,11 @@ use crate::config::{
 /// Descriptors kept for beacon's own use, never taken by connections: segment and spool
 /// files, listeners, io_uring rings and eventfds, the sidecar's sockets, the log.
 pub const OWN_DESCRIPTORS: u64 = 256;
+/// Of those, the ones a running server keeps from connections whatever happens to the limit
+/// (lowered while running, or descriptors leaked): a connection that would hold one of the last
+/// this many is closed at once, so segment and spool files and the sidecar's sockets always
+/// find a descriptor. A cap that start-up derived never comes near them.
+pub const RESERVED_AT_RUN_TIME: u64 = OWN_DESCRIPTORS / 2;
 /// Fewer connections per shard than this is not a server: the start stops instead.
 const CONNECTIONS_MIN: u64 = 64;
 
@@ -101,6 +106,13 @@ pub fn descriptors(shards: usize, configured: Option<usize>) -> Result<usize, Pr
          using that (raise `ulimit -n` or set connections_per_shard_max to choose)"
     );
     Ok(fit as usize)
+}
+
+/// The lowest descriptor number a connection may not hold: the soft open-files limit now, less
+/// `RESERVED_AT_RUN_TIME`. Descriptors are handed out lowest first, so a connection given this
+/// number or a higher one means fewer than that many are left. None when unlimited.
+pub fn connection_descriptor_ceiling() -> Option<u64> {
+    nofile_limit().map(|(soft, _)| soft.saturating_sub(RESERVED_AT_RUN_TIME))
 }
 
 /// The soft and hard limits of `resource`, or None when the soft one is unlimited.
