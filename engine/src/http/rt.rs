@@ -1,11 +1,13 @@
 //! hyper 1.x on glommio: the stream adapter (`hyper::rt::Read`/`Write`) and the timer.
 //!
-//! Reads go through glommio's preallocated receive buffer: the buffer is zeroed once when the
-//! connection opens, the kernel `recv`s into it, and the adapter copies the received bytes into
-//! hyper's (uninitialised) buffer. Nothing is zeroed per read, and no `unsafe` is needed to hand
-//! uninitialised memory to a `&mut [u8]` API.
+//! Reads go through one receive buffer per shard, shared by all its connections: the kernel
+//! `recv`s into it and the adapter copies the bytes into hyper's (uninitialised) buffer at once.
+//! glommio's unbuffered read either receives right away or only arms a readiness poll, so no
+//! read holds the buffer across an await. It is zeroed once per shard: nothing is zeroed per
+//! read, no `unsafe` hands uninitialised memory to a `&mut [u8]` API, and an idle connection
+//! holds no receive buffer (each used to hold 4 KiB of its own).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
@@ -14,17 +16,22 @@ use std::task::{ready, Context, Poll};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncBufRead, AsyncWrite};
-use glommio::net::{Preallocated, TcpStream};
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
 
-/// Bytes of each connection's receive buffer; a request head larger than this is read in
-/// several `recv`s. 4 KiB holds a browser's head with its cookies; it is allocated for every
-/// open connection (with 8 KiB an idle connection cost 29.6 KB of RSS, with 4 KiB 25.6 KB).
+/// Bytes of the shard's receive buffer: at most this much is read per `recv`. 4 KiB holds a
+/// browser's head with its cookies.
 pub const RECV_BUFFER_BYTES: usize = 4096;
+
+thread_local! {
+    /// The receive buffer of the shard running on this thread.
+    static RECV_BUFFER: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; RECV_BUFFER_BYTES].into_boxed_slice());
+}
 
 /// A glommio TCP stream that hyper can drive.
 pub struct HyperStream {
-    inner: TcpStream<Preallocated>,
+    inner: TcpStream,
     /// Set when bytes arrive, cleared when an answer is written: whether a request head is
     /// under way (a header-read timeout then gets a 408, an idle keep-alive close does not).
     head_started: Rc<Cell<bool>>,
@@ -33,7 +40,7 @@ pub struct HyperStream {
 impl HyperStream {
     pub fn new(stream: TcpStream, head_started: Rc<Cell<bool>>) -> Self {
         HyperStream {
-            inner: stream.buffered_with(Preallocated::new(RECV_BUFFER_BYTES)),
+            inner: stream,
             head_started,
         }
     }
@@ -46,14 +53,15 @@ impl hyper::rt::Read for HyperStream {
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let received = ready!(Pin::new(&mut this.inner).poll_fill_buf(cx))?;
-        let n = received.len().min(buf.remaining());
-        if n > 0 {
-            this.head_started.set(true);
-        }
-        buf.put_slice(&received[..n]);
-        Pin::new(&mut this.inner).consume(n);
-        Poll::Ready(Ok(()))
+        RECV_BUFFER.with_borrow_mut(|recv| {
+            let room = buf.remaining().min(recv.len());
+            let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut recv[..room]))?;
+            if n > 0 {
+                this.head_started.set(true);
+            }
+            buf.put_slice(&recv[..n]);
+            Poll::Ready(Ok(()))
+        })
     }
 }
 
