@@ -925,23 +925,10 @@ fn a_full_disk_refuses_new_events_and_keeps_every_answered_one() {
 
 /// GET `path` on an open keep-alive connection: (status, body).
 fn get_on(conn: &mut TcpStream, path: &str) -> (u16, String) {
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        conn.read_exact(&mut byte)
-            .expect("an answer on the open connection");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let status = head[9..12].parse().unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0; len];
-    conn.read_exact(&mut body).unwrap();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let text = exchange(conn, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
 }
 
 /// The sum of a metric's series over every shard, from a `/metrics` text.
@@ -1038,7 +1025,7 @@ fn out_of_descriptors_at_run_time_new_connections_close_and_the_sink_goes_on_wri
             (files_after - files_before) as f64,
             f64::from(ready),
             spares as f64,
-            (limit as usize - descriptors) as f64,
+            (limit as usize).saturating_sub(descriptors) as f64,
         ];
         eprintln!("while out of descriptors: {during:?}, ready: {body}");
         (answered, during)
@@ -1063,7 +1050,7 @@ fn out_of_descriptors_at_run_time_new_connections_close_and_the_sink_goes_on_wri
     );
     assert_eq!(sink_errors, 0.0, "the sink could not open a segment");
     assert_eq!(ready, 200.0, "not ready while out of descriptors");
-    // Once the waiting connections go, new ones are served again.
+    // Once the idle connections close, new ones are served again.
     drop(idle);
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect_timeout(&b.addr, Duration::from_millis(500))
