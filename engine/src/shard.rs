@@ -185,6 +185,12 @@ async fn accept_loop(
                 continue;
             }
         };
+        // glommio's accept returns at once while connections wait, and glommio polls for I/O
+        // only when no task is runnable (or at its 100 ms preemption tick): a loop that
+        // accepts without pause stalls every open connection. Waiting for a timer after each
+        // accept, whatever becomes of the connection (a flood of refused ones too), hands
+        // control back to the reactor, so reads on open connections complete between accepts.
+        glommio::timer::sleep(ACCEPT_PAUSE).await;
         if now_ms().saturating_sub(ceiling.1) >= NOFILE_REREAD_MS {
             ceiling = (connection_descriptor_ceiling(), now_ms());
         }
@@ -230,12 +236,6 @@ async fn accept_loop(
             admin_only,
         ))
         .detach();
-        // glommio's accept returns at once while connections wait, and glommio polls for I/O
-        // only when no task is runnable (or at its 100 ms preemption tick): a loop that
-        // accepts without pause stalls every open connection. Waiting for a timer after each
-        // accept hands control back to the reactor, so reads on open connections complete
-        // between accepts.
-        glommio::timer::sleep(ACCEPT_PAUSE).await;
     }
 }
 
