@@ -945,16 +945,18 @@ fn open_descriptors(pid: u32) -> usize {
         .count()
 }
 
+/// Shard `shard`'s segment files, in order (none if it has no directory yet).
+fn shard_segments(dir: &std::path::Path, shard: usize) -> Vec<std::path::PathBuf> {
+    beacon_engine::embedded::segments_in(&dir.join(format!("shard-{shard}")))
+        .map(|found| found.into_iter().map(|(_, path)| path).collect())
+        .unwrap_or_default()
+}
+
 /// Shards whose newest segment file is empty: the spare, created ahead of the roll.
 fn spare_segments(dir: &std::path::Path) -> usize {
     (0..2)
-        .filter(|s| {
-            let mut files: Vec<_> = std::fs::read_dir(dir.join(format!("shard-{s}")))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            files.sort();
-            files
+        .filter(|&s| {
+            shard_segments(dir, s)
                 .last()
                 .is_some_and(|f| f.metadata().unwrap().len() == 0)
         })
@@ -962,9 +964,7 @@ fn spare_segments(dir: &std::path::Path) -> usize {
 }
 
 fn segment_files(dir: &std::path::Path) -> usize {
-    (0..2)
-        .map(|s| std::fs::read_dir(dir.join(format!("shard-{s}"))).map_or(0, |d| d.count()))
-        .sum()
+    (0..2).map(|s| shard_segments(dir, s).len()).sum()
 }
 
 #[test]
