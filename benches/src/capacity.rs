@@ -439,6 +439,7 @@ mod tests {
             requests: 0,
             connections: 1,
             latency_ms: [("p99".to_string(), p99)].into(),
+            latency_us_histogram: Vec::new(),
             statuses: statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             errors: BTreeMap::new(),
             late_releases: 0,

@@ -202,6 +202,9 @@ pub struct Report {
     pub connections: usize,
     /// p50, p90, p99, p99.9 and max, in milliseconds.
     pub latency_ms: BTreeMap<String, f64>,
+    /// Every recorded latency as `[microseconds, count]` (the histogram's buckets, highest
+    /// equivalent value), so that runs can be pooled (`benches/churn --rounds`).
+    pub latency_us_histogram: Vec<(u64, u64)>,
     pub statuses: BTreeMap<String, u64>,
     /// Requests that got no response, by why.
     pub errors: BTreeMap<String, u64>,
@@ -384,6 +387,10 @@ pub fn run(
             h.max() as f64 / 1000.0,
         )))
         .collect();
+    let latency_us_histogram = h
+        .iter_recorded()
+        .map(|v| (h.highest_equivalent(v.value_iterated_to()), v.count_at_value()))
+        .collect();
     let t = std::mem::take(&mut *tally.lock().unwrap());
     let requests = h.len();
     Ok(Report {
@@ -394,6 +401,7 @@ pub fn run(
         requests,
         connections: w.connections,
         latency_ms,
+        latency_us_histogram,
         statuses: t.statuses,
         errors: t.errors,
         late_releases,
@@ -560,6 +568,7 @@ mod tests {
             requests: 10,
             connections: 1,
             latency_ms: BTreeMap::new(),
+            latency_us_histogram: Vec::new(),
             statuses: [("204".to_string(), 5), ("404".to_string(), 3)].into(),
             errors: BTreeMap::new(),
             late_releases: 0,

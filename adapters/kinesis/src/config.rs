@@ -171,6 +171,7 @@ impl KinesisConfig {
     }
 
     /// Capped exponential delays with full jitter: the n-th is uniform in [0, min(max, min·2ⁿ)].
+    #[cfg(feature = "sink")]
     pub(crate) fn retry_delays(&self) -> impl Iterator<Item = std::time::Duration> {
         use backon::BackoffBuilder;
         backon::ExponentialBuilder::default()

@@ -26,13 +26,19 @@
 
 pub mod aggregate;
 pub mod config;
+#[cfg(feature = "sink")]
 pub mod metrics;
+#[cfg(feature = "sink")]
 pub mod reader;
 mod record;
+#[cfg(feature = "sink")]
 mod sender;
+#[cfg(feature = "sink")]
 pub mod sink;
+#[cfg(feature = "sink")]
 pub mod spool;
 
 pub use config::{KinesisConfig, PartitionKey, BATCH_LIMITS};
 pub use record::Entry;
+#[cfg(feature = "sink")]
 pub use sink::KinesisSink;

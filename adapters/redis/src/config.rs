@@ -84,6 +84,7 @@ impl RedisConfig {
                 "name the channel the updater publishes on",
             );
         }
+        #[cfg(feature = "client")]
         if let Some(url) = &self.url {
             if let Err(e) = redis::Client::open(url.as_str()) {
                 check.fail(
@@ -99,6 +100,7 @@ impl RedisConfig {
     }
 
     /// How long a lookup may take, on either side of the channel.
+    #[cfg(feature = "client")]
     pub(crate) fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.timeout_ms)
     }
@@ -108,6 +110,7 @@ impl RedisConfig {
         format!("{}{}", self.key_prefix, id)
     }
 
+    #[cfg(feature = "client")]
     pub(crate) fn backoff(&self) -> backon::ExponentialBackoff {
         use backon::BackoffBuilder;
         backon::ExponentialBuilder::default()

@@ -19,13 +19,20 @@
 //! side by `timeout_ms`; pushed changes come back through one bounded channel per shard.
 
 pub mod config;
+#[cfg(feature = "client")]
 mod lookup;
+#[cfg(feature = "client")]
 pub mod metrics;
 pub mod schema;
+#[cfg(feature = "client")]
 mod sidecar;
+#[cfg(feature = "client")]
 pub mod source;
+#[cfg(feature = "client")]
 mod subscriber;
+#[cfg(feature = "client")]
 pub mod writer;
 
 pub use config::RedisConfig;
+#[cfg(feature = "client")]
 pub use source::RedisCoreData;
