@@ -1073,3 +1073,76 @@ fn out_of_descriptors_at_run_time_new_connections_close_and_the_sink_goes_on_wri
     let lost = answered.iter().filter(|id| !stored.contains(*id)).count();
     assert_eq!(lost, 0, "{lost} of {} answered events lost", answered.len());
 }
+
+/// `beacon serve` under `strace -f -e trace=io_uring_setup`: the flags of every ring set up
+/// (`(flags, succeeded)`), as the kernel was asked for them, once the server is listening.
+fn ring_setups_under_strace(shards: &str, env: &[(&str, &str)]) -> Vec<(String, bool)> {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("trace");
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=io_uring_setup", "-o"])
+        .arg(&trace)
+        .arg(common::bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", shards, "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut strace = cmd
+        .spawn()
+        .expect("strace runs (scripts/test installs it: apt-get install strace)");
+    let mut line = String::new();
+    std::io::BufReader::new(strace.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "{line:?}");
+    // Every shard's rings exist before the listening line; stop beacon (strace's child).
+    let children = std::fs::read_to_string(format!(
+        "/proc/{0}/task/{0}/children",
+        strace.id()
+    ))
+    .unwrap();
+    for pid in children.split_whitespace() {
+        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGTERM) };
+    }
+    assert!(strace.wait().unwrap().success());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    text.lines()
+        .filter(|l| l.contains("io_uring_setup("))
+        .map(|l| {
+            let flags = l.split("flags=").nth(1).unwrap().split(',').next().unwrap();
+            let fd: i64 = l.rsplit("= ").next().unwrap().trim().parse().unwrap_or(-1);
+            (flags.to_string(), fd >= 0)
+        })
+        .collect()
+}
+
+#[test]
+fn shard_rings_are_set_up_without_completion_interrupts() {
+    // As the kernel is asked: every ring but glommio's polled storage ring has COOP_TASKRUN
+    // (the process's first ring is beacon's own preflight probe, made before any shard).
+    let setups = ring_setups_under_strace("2", &[]);
+    let (probe, rings) = setups.split_first().expect("io_uring_setup calls");
+    assert_eq!(probe, &("0".to_string(), true), "the preflight probe");
+    let plain: Vec<_> = rings.iter().filter(|(f, _)| !f.contains("IOPOLL")).collect();
+    assert_eq!(rings.len() - plain.len(), 2, "one polled ring a shard: {setups:?}");
+    assert!(plain.len() >= 4, "a main and a latency ring a shard: {setups:?}");
+    for (flags, ok) in &plain {
+        assert!(*ok && flags == "IORING_SETUP_COOP_TASKRUN", "{setups:?}");
+    }
+    // Switched off, the rings are made as glommio asks.
+    let off = ring_setups_under_strace("2", &[("BEACON_IO_URING_COOP_TASKRUN", "false")]);
+    assert!(!off.iter().any(|(f, _)| f.contains("COOP")), "{off:?}");
+
+    // What /metrics says, on and off.
+    let coop = "beacon_io_uring_rings{setup=\"coop_taskrun\"}";
+    let interrupting = "beacon_io_uring_rings{setup=\"interrupting\"}";
+    let b = Beacon::start(&["--shards", "2"], &[]);
+    assert!(b.metric(coop) >= 4.0, "{}", b.metric(coop));
+    assert_eq!(b.metric(interrupting), 0.0);
+    assert_eq!(b.metric("beacon_io_uring_rings{setup=\"polled\"}"), 2.0);
+    let b = Beacon::start(&["--shards", "2"], &[("BEACON_IO_URING_COOP_TASKRUN", "false")]);
+    assert_eq!(b.metric(coop), 0.0);
+    assert!(b.metric(interrupting) >= 4.0, "{}", b.metric(interrupting));
+}

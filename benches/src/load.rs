@@ -389,7 +389,12 @@ pub fn run(
         .collect();
     let latency_us_histogram = h
         .iter_recorded()
-        .map(|v| (h.highest_equivalent(v.value_iterated_to()), v.count_at_value()))
+        .map(|v| {
+            (
+                h.highest_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            )
+        })
         .collect();
     let t = std::mem::take(&mut *tally.lock().unwrap());
     let requests = h.len();

@@ -195,6 +195,11 @@ pub struct EngineConfig {
     pub io_memory_bytes: Option<usize>,
     /// Microseconds a shard busy-polls before it parks when idle. Default 0 (see BENCHMARKS.md).
     pub spin_before_park_us: u64,
+    /// Create the shards' io_uring rings with `IORING_SETUP_COOP_TASKRUN`, so that a completion
+    /// never interrupts a running shard (a reschedule IPI) but waits for its next kernel entry.
+    /// Default true; false is for comparison (BENCHMARKS.md). Needs Linux 5.19: an older kernel
+    /// refuses the flag and the rings are made without it (one warning).
+    pub io_uring_coop_taskrun: bool,
 }
 
 impl Default for EngineConfig {
@@ -225,6 +230,7 @@ impl Default for EngineConfig {
             mesh_channel_capacity: 1024,
             io_memory_bytes: None,
             spin_before_park_us: 0,
+            io_uring_coop_taskrun: true,
         }
     }
 }

@@ -41,7 +41,7 @@ mod track;
 
 pub use config::{EngineConfig, FieldError, RangeCheck};
 pub use server::{Server, ServerError, Stopper};
-pub use sys::{allowed_cpus, pin_current_thread, timeout};
+pub use sys::{allowed_cpus, pin_current_thread, timeout, Rings};
 
 /// Internals the micro-benchmarks measure on their own (`benches/benches/hot_path.rs`); not
 /// a stable interface.

@@ -15,10 +15,15 @@ use crate::metrics::Metrics;
 use crate::ports::{CoreDataSource, Sink};
 use crate::shard::{self, ShardError, ShardInputs};
 use crate::state::Shared;
-use crate::sys::{allowed_cpus, descriptors, preflight, DirLock, DirLockError, PreflightError};
+use crate::sys::{
+    allowed_cpus, descriptors, preflight, report_rings, want_coop_taskrun, DirLock, DirLockError,
+    PreflightError,
+};
 
 /// Connections the kernel queues per shard socket before the shard accepts them.
 const LISTEN_BACKLOG: i32 = 4096;
+/// How long the start waits for each shard's executor before it reports how the rings were made.
+const SHARD_START_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -85,6 +90,9 @@ impl Server {
         let cfg = shared.cfg();
         let mesh = MeshBuilder::full(shards, cfg.mesh_channel_capacity);
         let cpus = allowed_cpus();
+        want_coop_taskrun(cfg.io_uring_coop_taskrun);
+        // Each shard says when its executor (and so its rings) exists, for the report below.
+        let (started, shards_started) = std::sync::mpsc::sync_channel(shards);
         let mut handles = Vec::with_capacity(shards);
         for (i, listener) in sockets.into_iter().enumerate() {
             let placement = if cfg.pin_shards && !cpus.is_empty() {
@@ -99,14 +107,26 @@ impl Server {
                 core_data: core_data.clone(),
                 sink: sink.clone(),
             };
+            let started = started.clone();
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("beacon-shard-{i}"))
                 .io_memory(io_memory)
                 .spin_before_park(Duration::from_micros(cfg.spin_before_park_us))
-                .spawn(move || shard::run(inputs))
+                .spawn(move || {
+                    let _ = started.send(());
+                    shard::run(inputs)
+                })
                 .map_err(|e| ServerError::Executor(e.to_string()))?;
             handles.push(handle);
         }
+        drop(started);
+        // A shard whose executor failed never sends; its error comes out of `wait`.
+        for _ in 0..shards {
+            if shards_started.recv_timeout(SHARD_START_WAIT).is_err() {
+                break;
+            }
+        }
+        report_rings(shards);
         Ok(Server {
             _data_dir: data_dir,
             shared,

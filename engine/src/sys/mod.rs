@@ -1,5 +1,6 @@
 //! The engine's view of the operating system: start-up checks, CPU affinity, CPU clocks as
-//! metrics, rate-limited warnings, and time limits on a shard's timers.
+//! metrics, rate-limited warnings, time limits on a shard's timers, and how io_uring rings are
+//! made (`rings`).
 
 mod affinity;
 mod clock;
@@ -7,6 +8,7 @@ mod cpu_clock;
 mod dir_lock;
 mod log_every;
 mod preflight;
+mod rings;
 mod time;
 
 pub use affinity::{allowed_cpus, pin_current_thread};
@@ -18,4 +20,5 @@ pub use preflight::{
     check as preflight, connection_descriptor_ceiling, descriptors, PreflightError,
     RESERVED_AT_RUN_TIME,
 };
+pub use rings::{report_rings, want_coop_taskrun, Rings, RingsCollector};
 pub use time::timeout;
