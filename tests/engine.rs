@@ -1084,7 +1084,14 @@ fn ring_setups_under_strace(shards: &str, env: &[(&str, &str)]) -> Vec<(String, 
     cmd.args(["-f", "-qq", "-e", "trace=io_uring_setup", "-o"])
         .arg(&trace)
         .arg(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--shards", shards, "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            shards,
+            "--data-dir",
+        ])
         .arg(tmp.path().join("data"))
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
@@ -1098,11 +1105,8 @@ fn ring_setups_under_strace(shards: &str, env: &[(&str, &str)]) -> Vec<(String, 
         .unwrap();
     assert!(line.contains("listening"), "{line:?}");
     // Every shard's rings exist before the listening line; stop beacon (strace's child).
-    let children = std::fs::read_to_string(format!(
-        "/proc/{0}/task/{0}/children",
-        strace.id()
-    ))
-    .unwrap();
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).unwrap();
     for pid in children.split_whitespace() {
         unsafe { libc::kill(pid.parse().unwrap(), libc::SIGTERM) };
     }
@@ -1125,9 +1129,19 @@ fn shard_rings_are_set_up_without_completion_interrupts() {
     let setups = ring_setups_under_strace("2", &[]);
     let (probe, rings) = setups.split_first().expect("io_uring_setup calls");
     assert_eq!(probe, &("0".to_string(), true), "the preflight probe");
-    let plain: Vec<_> = rings.iter().filter(|(f, _)| !f.contains("IOPOLL")).collect();
-    assert_eq!(rings.len() - plain.len(), 2, "one polled ring a shard: {setups:?}");
-    assert!(plain.len() >= 4, "a main and a latency ring a shard: {setups:?}");
+    let plain: Vec<_> = rings
+        .iter()
+        .filter(|(f, _)| !f.contains("IOPOLL"))
+        .collect();
+    assert_eq!(
+        rings.len() - plain.len(),
+        2,
+        "one polled ring a shard: {setups:?}"
+    );
+    assert!(
+        plain.len() >= 4,
+        "a main and a latency ring a shard: {setups:?}"
+    );
     for (flags, ok) in &plain {
         assert!(*ok && flags == "IORING_SETUP_COOP_TASKRUN", "{setups:?}");
     }
@@ -1142,7 +1156,10 @@ fn shard_rings_are_set_up_without_completion_interrupts() {
     assert!(b.metric(coop) >= 4.0, "{}", b.metric(coop));
     assert_eq!(b.metric(interrupting), 0.0);
     assert_eq!(b.metric("beacon_io_uring_rings{setup=\"polled\"}"), 2.0);
-    let b = Beacon::start(&["--shards", "2"], &[("BEACON_IO_URING_COOP_TASKRUN", "false")]);
+    let b = Beacon::start(
+        &["--shards", "2"],
+        &[("BEACON_IO_URING_COOP_TASKRUN", "false")],
+    );
     assert_eq!(b.metric(coop), 0.0);
     assert!(b.metric(interrupting) >= 4.0, "{}", b.metric(interrupting));
 }
