@@ -48,7 +48,13 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("beacon: {line}");
-            ExitCode::from(2)
+            // 3: stopped cleanly but with accepted events left on local disk (the line says how
+            // many and where); an orchestrator records it apart from a failed start.
+            let stranded = matches!(
+                e.downcast_ref::<beacon_engine::ServerError>(),
+                Some(beacon_engine::ServerError::Stranded { .. })
+            );
+            ExitCode::from(if stranded { 3 } else { 2 })
         }
     }
 }

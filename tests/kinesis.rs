@@ -21,6 +21,18 @@ fn start(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Beacon {
+    start_logging(endpoint, stream, data_dir, extra, env, None)
+}
+
+/// `start`, with the server's standard error in `log`.
+fn start_logging(
+    endpoint: &str,
+    stream: &str,
+    data_dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    log: Option<&std::path::Path>,
+) -> Beacon {
     let mut args = vec![
         "--kinesis-stream",
         stream,
@@ -32,7 +44,7 @@ fn start(
     args.extend_from_slice(extra);
     let mut all_env: Vec<(&str, &str)> = AWS_ENV.to_vec();
     all_env.extend_from_slice(env);
-    Beacon::start_in(data_dir, &args, &all_env)
+    Beacon::start_logging(data_dir, &args, &all_env, log)
 }
 
 /// Sends `n` `/event` requests over a few connections; returns the answered message ids.
@@ -232,33 +244,100 @@ fn ten_seconds_without_kinesis_under_load_then_everything_arrives() {
     );
 }
 
+/// Waits until `n` records sit in the spool (the gauge of each shard's spooled records).
+fn wait_for_spooled(b: &Beacon, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let spooled = b.metric("beacon_kinesis_spooled_records_total{shard=\"0\"}")
+            + b.metric("beacon_kinesis_spooled_records_total{shard=\"1\"}");
+        if spooled as u64 >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {spooled} of {n} records spooled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kinesis unreachable while events are answered; they are spooled.
+const SPOOL_FAST: [(&str, &str); 3] = [
+    ("BEACON_KINESIS_SPOOL_AFTER_MS", "50"),
+    ("BEACON_KINESIS_RECORD_TTL_MS", "300"),
+    ("BEACON_KINESIS_CALL_TIMEOUT_MS", "300"),
+];
+
 #[test]
-fn sigterm_while_kinesis_is_down_spools_and_the_next_start_delivers() {
+fn a_stop_sends_the_spool_before_exit_when_kinesis_is_back() {
     let k = Kinesalite::start();
     k.create_stream("events", 2);
     let mut proxy = FaultProxy::stopped(k.port);
     let tmp = tempfile::tempdir().unwrap();
-    let env = [
-        ("BEACON_KINESIS_SHUTDOWN_FLUSH_MS", "300"),
-        ("BEACON_KINESIS_CALL_TIMEOUT_MS", "300"),
-    ];
-    let mut b = start(&proxy.endpoint(), "events", tmp.path(), &[], &env);
-    let ids = send_events(&b, 300);
+    let mut b = start(&proxy.endpoint(), "events", tmp.path(), &[], &SPOOL_FAST);
+    let ids = send_events(&b, 3000);
+    wait_for_spooled(&b, 3000, Duration::from_secs(30));
+    assert!(walk(&tmp.path().join("spool"), ".spool") > 0);
+    // Kinesis back, and the stop comes at once (a scale-in right after an outage): the drain
+    // sends the spool before the process exits, so nothing stays on this instance's disk.
+    proxy.restart();
     assert_eq!(
         b.terminate().code(),
         Some(0),
-        "shutdown spools what it cannot send and exits 0"
+        "every spooled event delivered"
     );
-    let spool_files = walk(&tmp.path().join("spool"), ".spool");
-    assert!(spool_files > 0, "the undelivered events are on disk");
+    assert_eq!(
+        walk(&tmp.path().join("spool"), ".spool"),
+        0,
+        "nothing left on disk"
+    );
+    let seen = delivered(&k, "events", RecordFormat::Rkyv);
+    assert_eq!(
+        seen.keys().cloned().collect::<HashSet<_>>(),
+        ids.into_iter().collect::<HashSet<_>>(),
+        "all 3,000 answered events are in the stream after exit"
+    );
+}
+
+#[test]
+fn a_stop_while_kinesis_stays_down_names_what_is_left_and_the_next_start_delivers() {
+    let k = Kinesalite::start();
+    k.create_stream("events", 2);
+    let mut proxy = FaultProxy::stopped(k.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("beacon.log");
+    let mut env = SPOOL_FAST.to_vec();
+    env.push(("BEACON_KINESIS_SHUTDOWN_FLUSH_MS", "1000"));
+    let endpoint = proxy.endpoint();
+    let mut b = start_logging(&endpoint, "events", tmp.path(), &[], &env, Some(&log));
+    let ids = send_events(&b, 300);
+    wait_for_spooled(&b, 300, Duration::from_secs(30));
+    assert_eq!(
+        b.terminate().code(),
+        Some(3),
+        "a stop that leaves events on local disk exits 3"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap_or_default();
+    let spool = tmp.path().join("spool");
+    assert!(
+        last.starts_with("beacon: stopped with 300 accepted events not delivered")
+            && last.contains(&spool.join("shard-0").display().to_string())
+            && last.contains("kinesis.shutdown_flush_ms"),
+        "{last}"
+    );
+    assert!(
+        walk(&spool, ".spool") > 0,
+        "the undelivered events are on disk"
+    );
     assert!(k.read_all("events").is_empty());
 
     proxy.restart();
-    let mut b = start(&proxy.endpoint(), "events", tmp.path(), &[], &env);
+    let mut b = start(&proxy.endpoint(), "events", tmp.path(), &[], &[]);
     wait_for_sent(&b, 300.0, Duration::from_secs(30));
     assert_eq!(b.terminate().code(), Some(0));
     assert_eq!(
-        walk(&tmp.path().join("spool"), ".spool"),
+        walk(&spool, ".spool"),
         0,
         "replayed spool files are removed"
     );

@@ -48,6 +48,18 @@ pub enum ServerError {
     Executor(String),
     #[error(transparent)]
     Shard(#[from] ShardError),
+    /// Every shard stopped, some with accepted events still held locally by the sink (the
+    /// shards' `SinkError::Stranded`, summed).
+    #[error(
+        "stopped with {records} accepted events not delivered: they are in {}: {why}; a beacon \
+         started on the same data directory sends them",
+        places.join(", ")
+    )]
+    Stranded {
+        records: u64,
+        places: Vec<String>,
+        why: String,
+    },
 }
 
 /// A running server. `wait` blocks until it has shut down.
@@ -148,22 +160,59 @@ impl Server {
         Stopper(self.shared.clone())
     }
 
-    /// Blocks until every shard has stopped; the first shard error, if any.
+    /// Blocks until every shard has stopped; the first shard error, if any, else the events
+    /// the shards' sinks could not deliver, summed over the shards.
     pub fn wait(self) -> Result<(), ServerError> {
         let mut first_err = None;
+        let mut stranded: Option<ServerError> = None;
         for h in self.handles {
             let result = match h.join() {
                 Ok(r) => r.map_err(ServerError::from),
                 Err(e) => Err(ServerError::Executor(e.to_string())),
             };
-            if let Err(e) = result {
-                // One shard failing stops the others: a partial engine would silently drop
-                // the campaigns it owns.
-                self.shared.stop();
-                first_err.get_or_insert(e);
+            match result {
+                Ok(()) => {}
+                Err(ServerError::Shard(ShardError::Close {
+                    source:
+                        crate::ports::SinkError::Stranded {
+                            records,
+                            place,
+                            why,
+                        },
+                    ..
+                })) => add_stranded(&mut stranded, records, place, why),
+                Err(e) => {
+                    // One shard failing stops the others: a partial engine would silently drop
+                    // the campaigns it owns.
+                    self.shared.stop();
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        first_err.map_or(Ok(()), Err)
+        match first_err.or(stranded) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn add_stranded(sum: &mut Option<ServerError>, records: u64, place: String, why: String) {
+    match sum {
+        Some(ServerError::Stranded {
+            records: total,
+            places,
+            ..
+        }) => {
+            *total += records;
+            places.push(place);
+        }
+        _ => {
+            *sum = Some(ServerError::Stranded {
+                records,
+                places: vec![place],
+                why,
+            })
+        }
     }
 }
 

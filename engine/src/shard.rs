@@ -48,6 +48,8 @@ pub enum ShardError {
     Mesh,
     #[error("shard {shard} could not open its sink: {source}")]
     Sink { shard: usize, source: SinkError },
+    #[error("shard {shard} could not close its sink: {source}")]
+    Close { shard: usize, source: SinkError },
 }
 
 pub struct ShardInputs {
@@ -104,9 +106,12 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
     }
     serve_until_stopped(&ctx, listener).await;
     drain(&ctx).await;
-    batcher_tasks.writer.await;
+    let closed = batcher_tasks.writer.await;
     ctx.metrics.shard_up.set(0);
-    Ok(())
+    match closed {
+        Some(Err(source)) => Err(ShardError::Close { shard: id, source }),
+        _ => Ok(()),
+    }
 }
 
 /// Accepts and serves connections on `listener` until the server stops.

@@ -39,13 +39,26 @@ impl Beacon {
 
     /// Like `start`, writing into an existing data directory.
     pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Beacon {
+        Self::start_logging(data_dir, args, env, None)
+    }
+
+    /// Like `start_in`, with the server's standard error written to `log` (else the test's).
+    pub fn start_logging(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Beacon {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            });
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -76,7 +76,11 @@ pub struct KinesisConfig {
     pub call_timeout_ms: u64,
     /// Bytes of spool per engine shard; when full the engine answers 503. Default 1 GiB.
     pub spool_bytes_max: u64,
-    /// Milliseconds shutdown waits for records in flight before spooling them. Default 5,000.
+    /// Milliseconds a stop spends sending what is in flight and what the spool holds, in order,
+    /// while Kinesis takes records. What is left after it stays in the spool, and the process
+    /// names the count and the directory and exits 3 (on an instance whose disk goes away those
+    /// events would be lost). Default 20,000: within ECS's default 30 s stop timeout with the
+    /// engine's 5 s `shutdown_grace_ms`.
     pub shutdown_flush_ms: u64,
     /// Pack many events into each Kinesis record in the KPL format, per destination shard
     /// (standard KCL and Lambda deaggregators read them). Default false.
@@ -101,7 +105,7 @@ impl Default for KinesisConfig {
             retry_max_ms: 2_000,
             call_timeout_ms: 5_000,
             spool_bytes_max: 1 << 30,
-            shutdown_flush_ms: 5_000,
+            shutdown_flush_ms: 20_000,
             aggregation: false,
         }
     }

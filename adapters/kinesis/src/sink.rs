@@ -98,6 +98,7 @@ impl Sink for KinesisSink {
         let cfg = self.cfg.clone();
         let jobs = self.jobs.clone();
         let metrics = self.metrics.clone();
+        let (healthy, last_error) = (self.healthy.clone(), self.last_error.clone());
         Box::pin(async move {
             let spool = Spool::open(&dir, cfg.spool_bytes_max).map_err(spool_err)?;
             let s = shard.to_string();
@@ -120,6 +121,8 @@ impl Sink for KinesisSink {
                 give_up: Arc::new(AtomicBool::new(false)),
                 give_up_now: Arc::new(tokio::sync::Notify::new()),
                 metrics,
+                healthy,
+                last_error,
             });
             glommio::spawn_local(replay(state.clone())).detach();
             Ok(Box::new(ShardKinesis { state }) as Box<dyn ShardSink>)
@@ -179,6 +182,9 @@ struct ShardState {
     give_up: Arc<AtomicBool>,
     give_up_now: Arc<tokio::sync::Notify>,
     metrics: KinesisMetrics,
+    /// Whether Kinesis calls succeed, and the sender's last error (shared with `KinesisSink`).
+    healthy: Arc<AtomicBool>,
+    last_error: Arc<Mutex<String>>,
 }
 
 fn bytes_of(entries: &[Entry]) -> usize {
@@ -423,15 +429,35 @@ impl ShardSink for ShardKinesis {
         Box::pin(self.write_batch(batch, true))
     }
 
+    /// The drain: what is in flight and what the spool holds go to Kinesis, in order, for up to
+    /// `shutdown_flush_ms`. What Kinesis has not taken by then is handed back by the sidecar
+    /// and spooled, and named in `SinkError::Stranded`: on an instance that goes away with its
+    /// disk (a scale-in, a Spot reclaim) those events would be lost, so the process says so
+    /// and exits non-zero.
     fn close(&mut self) -> LocalBoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
             let state = &self.state;
-            state.closing.set(true);
+            let budget_ms = state.cfg.shutdown_flush_ms;
+            let until = Instant::now() + Duration::from_millis(budget_ms);
+            let spooled = state.spool_ref().await.records();
+            if spooled > 0 {
+                tracing::info!(
+                    target: "beacon::kinesis",
+                    shard = %state.label,
+                    spooled,
+                    budget_ms,
+                    "stopping: sending the spool to Kinesis before exit"
+                );
+            }
+            // The replay task goes on until `closing`: spooled batches go out oldest first.
             state.kick.notify(usize::MAX);
-            let flush_until = Instant::now() + Duration::from_millis(state.cfg.shutdown_flush_ms);
-            while state.calls_in_flight.get() > 0 && Instant::now() < flush_until {
+            while Instant::now() < until
+                && (state.calls_in_flight.get() > 0 || !state.spool_ref().await.is_empty())
+            {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
+            state.closing.set(true);
+            state.kick.notify(usize::MAX);
             if state.calls_in_flight.get() > 0 {
                 // Out of time: the sidecar hands back what it holds, and it is spooled.
                 state.give_up.store(true, Ordering::Release);
@@ -448,7 +474,26 @@ impl ShardSink for ShardKinesis {
                     state.calls_in_flight.get()
                 )));
             }
-            Ok(())
+            let spool = state.spool_ref().await;
+            if spool.records() == 0 {
+                return Ok(());
+            }
+            let last_error = state.last_error.lock().expect("not poisoned").clone();
+            let why = match state.healthy.load(Ordering::Acquire) {
+                true => format!(
+                    "the stop budget (kinesis.shutdown_flush_ms = {budget_ms}) ran out while \
+                     Kinesis was taking them"
+                ),
+                false => format!(
+                    "Kinesis did not take them within kinesis.shutdown_flush_ms = {budget_ms} \
+                     (last error: {last_error})"
+                ),
+            };
+            Err(SinkError::Stranded {
+                records: spool.records(),
+                place: spool.dir().display().to_string(),
+                why,
+            })
         })
     }
 }

@@ -1,8 +1,10 @@
 //! The per-shard spool: records Kinesis could not take in time, on disk, replayed in order.
 //!
-//! One file per spooled batch, `<dir>/<seq>.spool`, written with glommio's DMA stream writer and
-//! synced before the batch counts as spooled; files are replayed oldest first and deleted once
-//! Kinesis has taken every record in them. Each record is framed as
+//! One file per spooled batch, `<dir>/<seq>.<records>.spool` (the record count in the name, so
+//! that a spool's records are known without reading it; files named `<seq>.spool`, as earlier
+//! versions wrote them, are counted once when the spool opens), written with glommio's DMA
+//! stream writer and synced before the batch counts as spooled; files are replayed oldest
+//! first and deleted once Kinesis has taken every record in them. Each record is framed as
 //!
 //! ```text
 //! u32 LE length of the rest | u32 LE CRC-32 of the rest | u16 LE key length | key | data
@@ -96,28 +98,62 @@ async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
     Ok(())
 }
 
-/// Numbered files with `ext` in `dir`, oldest first, with their sizes.
-fn numbered_files(dir: &Path, ext: &str) -> io::Result<Vec<(u64, u64)>> {
+/// A numbered file: `<seq><ext>` or `<seq>.<records><ext>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Numbered {
+    seq: u64,
+    bytes: u64,
+    /// From the name; `None` for a file named without its count.
+    records: Option<u64>,
+}
+
+/// `name` as a numbered file with `ext`: its sequence number and record count, if named so.
+fn parse_name(name: &str, ext: &str) -> Option<(u64, Option<u64>)> {
+    let stem = name.strip_suffix(ext)?;
+    match stem.split_once('.') {
+        Some((seq, records)) => Some((seq.parse().ok()?, Some(records.parse().ok()?))),
+        None => Some((stem.parse().ok()?, None)),
+    }
+}
+
+/// Numbered files with `ext` in `dir`, oldest first.
+fn numbered_files(dir: &Path, ext: &str) -> io::Result<Vec<Numbered>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let seq = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(ext))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(seq) = seq {
-            found.push((seq, entry.metadata()?.len()));
+        if let Some((seq, records)) = name.to_str().and_then(|n| parse_name(n, ext)) {
+            let bytes = entry.metadata()?.len();
+            found.push(Numbered {
+                seq,
+                bytes,
+                records,
+            });
         }
     }
     found.sort();
     Ok(found)
 }
 
+/// Records in the spool file at `path`, read whole (only for files named without their count).
+fn count_records(path: &Path) -> Result<u64, SpoolError> {
+    let bytes = std::fs::read(path).map_err(|source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let entries = decode(&bytes).map_err(|offset| SpoolError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+    })?;
+    Ok(entries.len() as u64)
+}
+
 pub struct Spool {
     dir: PathBuf,
-    files: VecDeque<(u64, u64)>,
+    /// (sequence number, bytes, records) of each spooled batch, oldest first.
+    files: VecDeque<(u64, u64, u64)>,
     bytes: u64,
+    records: u64,
     max: u64,
     next_seq: u64,
     next_dead: u64,
@@ -131,15 +167,23 @@ impl Spool {
             source,
         };
         std::fs::create_dir_all(dir.join("dead-letter")).map_err(err)?;
-        let files: VecDeque<(u64, u64)> = numbered_files(dir, ".spool").map_err(err)?.into();
+        let mut files = VecDeque::new();
+        for f in numbered_files(dir, ".spool").map_err(err)? {
+            let records = match f.records {
+                Some(n) => n,
+                None => count_records(&dir.join(format!("{:010}.spool", f.seq)))?,
+            };
+            files.push_back((f.seq, f.bytes, records));
+        }
         let next_dead = numbered_files(&dir.join("dead-letter"), ".dead")
             .map_err(err)?
             .last()
-            .map_or(0, |(n, _)| n + 1);
+            .map_or(0, |f| f.seq + 1);
         Ok(Spool {
             dir: dir.to_path_buf(),
-            bytes: files.iter().map(|(_, b)| b).sum(),
-            next_seq: files.back().map_or(0, |(n, _)| n + 1),
+            bytes: files.iter().map(|f| f.1).sum(),
+            records: files.iter().map(|f| f.2).sum(),
+            next_seq: files.back().map_or(0, |f| f.0 + 1),
             files,
             max,
             next_dead,
@@ -154,8 +198,23 @@ impl Spool {
         self.bytes
     }
 
-    fn path(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!("{seq:010}.spool"))
+    /// Records held, over every spooled batch.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Where the spool lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, seq: u64, records: u64) -> PathBuf {
+        let named = self.dir.join(format!("{seq:010}.{records}.spool"));
+        match named.exists() {
+            true => named,
+            // A file from an earlier version, named without its count.
+            false => self.dir.join(format!("{seq:010}.spool")),
+        }
     }
 
     /// Appends `entries` as one batch, durably. Refuses when the spool would pass its bound.
@@ -168,10 +227,13 @@ impl Spool {
             });
         }
         let seq = self.next_seq;
-        write_file(&self.path(seq), &bytes).await?;
+        let records = entries.len() as u64;
+        let path = self.dir.join(format!("{seq:010}.{records}.spool"));
+        write_file(&path, &bytes).await?;
         self.next_seq += 1;
         self.bytes += bytes.len() as u64;
-        self.files.push_back((seq, bytes.len() as u64));
+        self.records += records;
+        self.files.push_back((seq, bytes.len() as u64, records));
         Ok(())
     }
 
@@ -187,10 +249,10 @@ impl Spool {
 
     /// The oldest spooled batch and its sequence number.
     pub async fn front(&self) -> Result<Option<(u64, Vec<Entry>)>, SpoolError> {
-        let Some(&(seq, size)) = self.files.front() else {
+        let Some(&(seq, size, records)) = self.files.front() else {
             return Ok(None);
         };
-        let path = self.path(seq);
+        let path = self.path(seq, records);
         let file = DmaFile::open(&path).await.map_err(io_err(&path))?;
         let read = file.read_at(0, size as usize).await.map_err(io_err(&path));
         let _ = file.close().await;
@@ -201,10 +263,11 @@ impl Spool {
 
     /// Drops batch `seq` (the front) once Kinesis has taken it.
     pub fn pop(&mut self, seq: u64) -> Result<(), SpoolError> {
-        if let Some(pos) = self.files.iter().position(|(s, _)| *s == seq) {
-            let (_, size) = self.files.remove(pos).expect("found");
+        if let Some(pos) = self.files.iter().position(|f| f.0 == seq) {
+            let (_, size, records) = self.files.remove(pos).expect("found");
             self.bytes -= size;
-            let path = self.path(seq);
+            self.records -= records;
+            let path = self.path(seq, records);
             std::fs::remove_file(&path).map_err(|source| SpoolError::Io { path, source })?;
         }
         Ok(())
@@ -264,16 +327,27 @@ mod tests {
                 let held = spool.bytes();
                 drop(spool);
 
-                let mut spool = Spool::open(&path, 4096).unwrap();
-                assert_eq!(spool.bytes(), held);
+                // A file an earlier version wrote, named without its count, is counted.
+                std::fs::write(path.join("0000000002.spool"), encode(&entries(4, 4))).unwrap();
+                let mut spool = Spool::open(&path, 8192).unwrap();
+                assert_eq!(spool.records(), 3 + 2 + 4);
+                assert!(spool.bytes() > held);
                 let (seq, first) = spool.front().await.unwrap().unwrap();
                 assert_eq!(first, entries(3, 1));
                 spool.pop(seq).unwrap();
                 let (seq, second) = spool.front().await.unwrap().unwrap();
                 assert_eq!(second, entries(2, 2));
                 spool.pop(seq).unwrap();
+                let (seq, third) = spool.front().await.unwrap().unwrap();
+                assert_eq!(third, entries(4, 4));
+                spool.pop(seq).unwrap();
                 assert!(spool.is_empty());
-                assert_eq!(spool.bytes(), 0);
+                assert_eq!((spool.bytes(), spool.records()), (0, 0));
+                assert_eq!(
+                    std::fs::read_dir(&path).unwrap().count(),
+                    1,
+                    "only dead-letter/"
+                );
                 spool.dead_letter(&entries(1, 9)).await.unwrap();
                 assert!(path.join("dead-letter/0000000000.dead").exists());
             });

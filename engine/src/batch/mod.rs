@@ -24,7 +24,7 @@ pub use open::OpenBatch;
 use crate::config::{Ack, EngineConfig, RecordFormat};
 use crate::metrics::ShardMetrics;
 use crate::model::Event;
-use crate::ports::{SealedBatch, ShardSink};
+use crate::ports::{SealedBatch, ShardSink, SinkError};
 
 mod open;
 
@@ -60,7 +60,8 @@ pub struct Batcher {
 
 /// The tasks that drain a batcher; await `writer` after `Batcher::close`.
 pub struct BatcherTasks {
-    pub writer: glommio::task::JoinHandle<()>,
+    /// Ends with the sink's `close` result.
+    pub writer: glommio::task::JoinHandle<Result<(), SinkError>>,
 }
 
 impl Batcher {
@@ -225,7 +226,7 @@ async fn writer_loop(
     batcher: Rc<Batcher>,
     mut sink: Box<dyn ShardSink>,
     queue: LocalReceiver<SealedBatch>,
-) {
+) -> Result<(), SinkError> {
     let metrics = batcher.metrics.clone();
     loop {
         // A queued batch is taken without yielding, so only a writer that really waits is
@@ -267,9 +268,7 @@ async fn writer_loop(
             }
         }
     }
-    if let Err(e) = sink.close().await {
-        tracing::error!(shard = batcher.shard, error = %e, "closing the sink failed");
-    }
+    sink.close().await
 }
 
 #[cfg(test)]

@@ -81,6 +81,15 @@ pub enum SinkError {
     /// The sink has no room now (for example its spool is full); the write is retried.
     #[error("sink full: {0}")]
     Full(String),
+    /// From `close`: the sink stopped with `records` accepted events still held at `place` (for
+    /// example a spool on local disk) instead of at its destination, because of `why`. They are
+    /// not lost while `place` lasts, but a process that exits now leaves them behind.
+    #[error("{records} accepted events are still in {place}: {why}")]
+    Stranded {
+        records: u64,
+        place: String,
+        why: String,
+    },
 }
 
 /// How the sink looks from the engine, for `/health/ready`.
@@ -106,6 +115,7 @@ pub trait ShardSink {
         self.write(batch)
     }
     /// Flushes and releases everything; called once at shutdown after the last write.
+    /// `SinkError::Stranded` says what it could not deliver; the process then exits non-zero.
     fn close(&mut self) -> LocalBoxFuture<'_, Result<(), SinkError>>;
 }
 
