@@ -26,6 +26,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `serve` asked for a JSON log: an error found before the log starts (a bad config) is a
+    // JSON line too.
+    let json_asked = match &cli.command {
+        Command::Serve(args) => {
+            args.log_format.as_deref() == Some("json")
+                || (args.log_format.is_none()
+                    && std::env::var("BEACON_LOG_FORMAT").as_deref() == Ok("json"))
+        }
+        _ => false,
+    };
     let result = match cli.command {
         Command::Serve(args) => args.load().and_then(cmd::serve::run),
         Command::Tail(args) => cmd::tail::run(&args),
@@ -47,7 +57,17 @@ fn main() -> ExitCode {
                     line = format!("{line}: {cause}");
                 }
             }
-            eprintln!("beacon: {line}");
+            if json_asked && !log::json() {
+                let _ = log::init(&log::LogConfig {
+                    format: log::LogFormat::Json,
+                    level: "error".into(),
+                });
+            }
+            match log::json() {
+                // `serve` with a JSON log: every line it writes is JSON, this one too.
+                true => tracing::error!("beacon: {line}"),
+                false => eprintln!("beacon: {line}"),
+            }
             // 3: stopped cleanly but with accepted events left on local disk (the line says how
             // many and where); an orchestrator records it apart from a failed start.
             let stranded = matches!(

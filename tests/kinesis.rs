@@ -171,6 +171,69 @@ fn partial_failures_and_throttled_calls_lose_nothing() {
     assert_eq!(seen.values().sum::<usize>(), 2000);
 }
 
+/// The log of a run whose Kinesis throttles every 5th call and refuses every 7th record: one
+/// outage with counts, not a line per change of state (it used to flap 23 times in 3 s), and
+/// with `--log-format json` every line on both streams is a JSON object.
+#[test]
+fn intermittent_faults_make_one_outage_in_the_log_with_counts_and_every_line_is_json() {
+    let k = Kinesalite::start();
+    k.create_stream("events", 2);
+    let proxy = FaultProxy::start(k.port, 7, 5);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("beacon.log");
+    let mut b = start_logging(
+        &proxy.endpoint(),
+        "events",
+        tmp.path(),
+        &["--log-format", "json"],
+        &[],
+        Some(&log),
+    );
+    // 11 s of events, so that one 10 s summary falls inside the run.
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(11) {
+        sent += send_events(&b, 100).len();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for_sent(&b, sent as f64, Duration::from_secs(30));
+    assert_eq!(b.terminate().code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        assert!(l["timestamp"].is_string() && l["level"].is_string(), "{l}");
+    }
+    let message = |l: &serde_json::Value| l["message"].as_str().unwrap_or_default().to_string();
+    let changes: Vec<String> = lines
+        .iter()
+        .map(message)
+        .filter(|m| {
+            m.starts_with("Kinesis calls failing")
+                || m.starts_with("Kinesis calls succeed")
+                || m.starts_with("spooling records")
+                || m.starts_with("spool drained")
+        })
+        .collect();
+    assert!(
+        (1..=4).contains(&changes.len()),
+        "failing/recovered lines: {changes:#?}"
+    );
+    let summary = lines
+        .iter()
+        .find(|l| message(l) == "Kinesis calls still failing")
+        .unwrap_or_else(|| panic!("no summary in {text}"));
+    let counts = summary["counts"].as_str().unwrap();
+    assert!(
+        counts.contains("calls ")
+            && counts.contains("ProvisionedThroughputExceededException")
+            && counts.contains("records refused"),
+        "{counts}"
+    );
+}
+
 #[test]
 fn ten_seconds_without_kinesis_under_load_then_everything_arrives() {
     let k = Kinesalite::start();

@@ -65,6 +65,15 @@ pub enum RecordFormat {
     Protobuf,
 }
 
+impl RecordFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordFormat::Rkyv => "rkyv",
+            RecordFormat::Protobuf => "protobuf",
+        }
+    }
+}
+
 /// What a request gets when its campaign is not cached and core data cannot be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -41,7 +41,13 @@ mod track;
 
 pub use config::{EngineConfig, FieldError, RangeCheck};
 pub use server::{Server, ServerError, Stopper};
-pub use sys::{allowed_cpus, pin_current_thread, timeout, Rings};
+pub use sys::{
+    allowed_cpus, pin_current_thread, timeout, Outage, OutageLine, OutageRule, Rings, Tally,
+};
+
+/// For `log_outage!` in the adapters: the engine's `tracing`.
+#[doc(hidden)]
+pub use tracing as __tracing;
 
 /// Internals the micro-benchmarks measure on their own (`benches/benches/hot_path.rs`); not
 /// a stable interface.

@@ -43,15 +43,22 @@ pub fn run(cfg: Config) -> Result<()> {
     // Before the ready line: a supervisor may send SIGTERM the moment it sees it.
     watch_signals(server.stopper())?;
     // The ready line on standard output, for scripts that start beacon and wait for it (the
-    // address is the bound one, so `--listen 127.0.0.1:0` works); the log says the rest.
-    println!("beacon listening on http://{}", server.local_addr());
+    // address is the bound one, so `--listen 127.0.0.1:0` works): plain text, or with
+    // `--log-format json` a JSON object with the same words in `message`. The log says the rest.
+    let listen = format!("http://{}", server.local_addr());
+    match crate::log::json() {
+        true => {
+            tracing::info!(target: crate::log::READY_TARGET, listen, "beacon listening on {listen}")
+        }
+        false => println!("beacon listening on {listen}"),
+    }
     tracing::info!(
         listen = %format_args!("http://{}", server.local_addr()),
         shards = server.shards(),
-        routing = cfg.engine.routing.as_str(),
-        record_format = ?cfg.engine.record_format,
-        core_data = core_name,
-        sidecar_cpu = ?sidecar.cpu(),
+        routing = %cfg.engine.routing.as_str(),
+        record_format = %cfg.engine.record_format.as_str(),
+        core_data = %core_name,
+        sidecar_cpu = %sidecar.cpu_word(),
         sink = %sink_name,
         "beacon listening"
     );
@@ -95,9 +102,14 @@ impl SidecarSlot {
             .clone())
     }
 
-    /// The CPU the sidecar runs on: `None` if it did not start, `Some(None)` if unpinned.
-    fn cpu(&self) -> Option<Option<usize>> {
-        self.sidecar.as_ref().map(|s| s.cpu)
+    /// The CPU the sidecar runs on, as the log says it: its number, `unpinned`, or `none`
+    /// (no adapter needed a sidecar).
+    fn cpu_word(&self) -> String {
+        match self.sidecar.as_ref().map(|s| s.cpu) {
+            None => "none".into(),
+            Some(None) => "unpinned".into(),
+            Some(Some(cpu)) => cpu.to_string(),
+        }
     }
 }
 

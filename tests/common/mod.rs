@@ -66,10 +66,11 @@ impl Beacon {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
+        // `beacon listening on http://ADDR`, or the same words in a JSON object's message.
         let addr = line
             .split("http://")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
             .unwrap_or_else(|| panic!("no listen line from beacon: {line:?}"))
             .parse()
             .unwrap();

@@ -39,6 +39,9 @@ pub(crate) struct Sender {
     pub metrics: KinesisMetrics,
     /// False while calls fail; for `/health/ready`.
     pub healthy: Arc<AtomicBool>,
+    /// What the log says of the calls: failing after a run or a share of failed calls,
+    /// recovered after a quiet period, a summary while failing (never a line per call).
+    pub outage: beacon_engine::Outage,
     pub last_error: Arc<std::sync::Mutex<String>>,
     /// The stream's open shards, for aggregation; reloaded when stale.
     pub shard_map: tokio::sync::Mutex<Option<(ShardMap, Instant)>>,
@@ -163,6 +166,8 @@ impl Sender {
                 return pending;
             }
             if give_up.load(Ordering::Acquire) || Instant::now() >= deadline {
+                self.outage
+                    .note("records handed back to spool", "", pending.len() as u64);
                 return pending;
             }
             self.metrics.retries.inc();
@@ -289,9 +294,15 @@ impl Sender {
         self.metrics.calls.with_label_values(&["ok"]).inc();
         self.metrics.records_per_call.observe(call.len() as f64);
         let failed = self.failed_units(call, response.records());
-        if failed.is_empty() && !self.healthy.swap(true, Ordering::AcqRel) {
-            tracing::info!(target: "beacon::kinesis", stream = %self.stream, "Kinesis calls succeed again");
-        }
+        let line = match response.records().iter().find_map(|r| r.error_code()) {
+            // Records refused inside a call that went through: Kinesis is throttling.
+            Some(code) => self.outage.failed(code),
+            None => {
+                self.healthy.store(true, Ordering::Release);
+                self.outage.ok()
+            }
+        };
+        self.log(line);
         failed
     }
 
@@ -313,18 +324,12 @@ impl Sender {
                 }
                 Some(r) => {
                     let code = r.error_code().unwrap_or("unknown");
-                    self.metrics
-                        .failed_records
-                        .with_label_values(&[code])
-                        .inc_by(unit.user_records() as u64);
+                    self.refused(code, unit.user_records());
                     failed.push(unit);
                 }
                 // A response shorter than the request: treat the missing entries as failed.
                 None => {
-                    self.metrics
-                        .failed_records
-                        .with_label_values(&["missing"])
-                        .inc_by(unit.user_records() as u64);
+                    self.refused("missing", unit.user_records());
                     failed.push(unit);
                 }
             }
@@ -332,19 +337,33 @@ impl Sender {
         failed
     }
 
+    fn refused(&self, code: &str, records: usize) {
+        self.metrics
+            .failed_records
+            .with_label_values(&[code])
+            .inc_by(records as u64);
+        self.outage.note("records refused", code, records as u64);
+    }
+
     fn failed_call(&self, code: &str, detail: &str) {
         self.metrics.calls.with_label_values(&["failed"]).inc();
         self.metrics.failed_calls.with_label_values(&[code]).inc();
-        if self.healthy.swap(false, Ordering::AcqRel) {
-            tracing::warn!(
+        self.healthy.store(false, Ordering::Release);
+        *self.last_error.lock().expect("not poisoned") = format!("{code}: {detail}");
+        self.log(self.outage.failed(&format!("{code}: {detail}")));
+    }
+
+    fn log(&self, line: Option<beacon_engine::OutageLine>) {
+        if let Some(line) = line {
+            beacon_engine::log_outage!(
                 target: "beacon::kinesis",
-                stream = %self.stream,
-                code,
-                message = detail,
-                "Kinesis calls failing; records are retried and spooled"
+                line,
+                failing: "Kinesis calls failing; records are retried and spooled",
+                still: "Kinesis calls still failing",
+                recovered: "Kinesis calls succeed again";
+                stream = %self.stream
             );
         }
-        *self.last_error.lock().expect("not poisoned") = format!("{code}: {detail}");
     }
 }
 

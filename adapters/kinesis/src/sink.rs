@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ pub struct KinesisSink {
     metrics: KinesisMetrics,
     healthy: Arc<AtomicBool>,
     last_error: Arc<Mutex<String>>,
+    spools: Arc<Spools>,
 }
 
 impl KinesisSink {
@@ -78,6 +79,7 @@ impl KinesisSink {
                 last_error: e,
                 shard_map: tokio::sync::Mutex::new(None),
                 shard_map_stale: AtomicBool::new(false),
+                outage: beacon_engine::Outage::new(beacon_engine::OutageRule::CALLS, "calls"),
             };
             crate::sender::serve(Arc::new(sender), jobs_rx).await;
         });
@@ -88,6 +90,7 @@ impl KinesisSink {
             metrics,
             healthy,
             last_error,
+            spools: Arc::new(Spools::new()),
         }))
     }
 }
@@ -99,6 +102,7 @@ impl Sink for KinesisSink {
         let jobs = self.jobs.clone();
         let metrics = self.metrics.clone();
         let (healthy, last_error) = (self.healthy.clone(), self.last_error.clone());
+        let spools = self.spools.clone();
         Box::pin(async move {
             let spool = Spool::open(&dir, cfg.spool_bytes_max).map_err(spool_err)?;
             let s = shard.to_string();
@@ -114,7 +118,8 @@ impl Sink for KinesisSink {
                 bytes_in_flight: Cell::new(0),
                 calls_in_flight: Cell::new(0),
                 replaying: Cell::new(false),
-                spooling: Cell::new(false),
+                in_use: Cell::new(false),
+                spools,
                 closing: Cell::new(false),
                 room: Event::new(),
                 kick: Event::new(),
@@ -165,6 +170,40 @@ fn spool_err(e: SpoolError) -> SinkError {
     }
 }
 
+/// What the log says of the shards' spools, together: spooling once any shard spools, drained
+/// once every spool has been empty for 10 s, a summary every 10 s between; never a line per
+/// batch or per shard.
+struct Spools {
+    outage: beacon_engine::Outage,
+    /// Shards whose spool holds records.
+    in_use: AtomicUsize,
+}
+
+impl Spools {
+    fn new() -> Self {
+        Spools {
+            outage: beacon_engine::Outage::new(
+                beacon_engine::OutageRule::CONDITION,
+                "spooled batches",
+            ),
+            in_use: AtomicUsize::new(0),
+        }
+    }
+
+    fn log(&self, line: Option<beacon_engine::OutageLine>) {
+        if let Some(line) = line {
+            beacon_engine::log_outage!(
+                target: "beacon::kinesis",
+                line,
+                failing: "spooling records to disk until Kinesis takes them",
+                still: "still spooling records to disk",
+                recovered: "spool drained";
+                shards_spooling = self.in_use.load(Ordering::Acquire)
+            );
+        }
+    }
+}
+
 struct ShardState {
     label: String,
     cfg: KinesisConfig,
@@ -174,8 +213,9 @@ struct ShardState {
     calls_in_flight: Cell<usize>,
     /// A spooled batch is in flight; replay sends one at a time, in order.
     replaying: Cell<bool>,
-    /// The spool holds records: logged when it starts and when it drains.
-    spooling: Cell<bool>,
+    /// Whether this shard's spool holds records, and every shard's spools (for the log).
+    in_use: Cell<bool>,
+    spools: Arc<Spools>,
     closing: Cell<bool>,
     room: Event,
     kick: Event,
@@ -216,14 +256,23 @@ impl ShardState {
             .spooled_bytes
             .with_label_values(&[&self.label])
             .set(spool.bytes() as i64);
-        let spooling = !spool.is_empty();
-        if self.spooling.replace(spooling) != spooling {
-            if spooling {
-                tracing::warn!(target: "beacon::kinesis", shard = %self.label, "spooling records to disk until Kinesis takes them");
-            } else {
-                tracing::info!(target: "beacon::kinesis", shard = %self.label, "spool drained");
-            }
+        let in_use = !spool.is_empty();
+        if self.in_use.replace(in_use) != in_use {
+            match in_use {
+                true => self.spools.in_use.fetch_add(1, Ordering::AcqRel),
+                false => self.spools.in_use.fetch_sub(1, Ordering::AcqRel),
+            };
         }
+        let outage = &self.spools.outage;
+        let line = if records > 0 {
+            outage.note("records spooled", "", records as u64);
+            outage.failed("Kinesis did not take them in time")
+        } else if self.spools.in_use.load(Ordering::Acquire) == 0 {
+            outage.ok()
+        } else {
+            None
+        };
+        self.spools.log(line);
     }
 
     fn has_room(&self, bytes: usize) -> bool {
@@ -342,6 +391,7 @@ async fn replay(state: Rc<ShardState>) {
             }
         }
         let _ = beacon_engine::timeout(Duration::from_millis(REPLAY_TICK_MS), kicked).await;
+        state.spools.log(state.spools.outage.tick());
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use beacon_engine::model::Campaign;
 use beacon_engine::ports::CoreDataError;
+use beacon_engine::{Outage, OutageLine, OutageRule};
 use futures_channel::oneshot;
 
 /// A lookup on its way to the sidecar.
@@ -14,8 +15,8 @@ pub struct LookupRequest {
     pub reply: oneshot::Sender<Result<Option<Campaign>, CoreDataError>>,
 }
 
-/// One link to Redis (the lookup connection or the subscription): not yet known, up or down.
-/// Each change is logged once, with its cause; repeats of the same state are not.
+/// One link to Redis (the lookup connection or the subscription): not yet known, up or down,
+/// for `/health/ready`.
 #[derive(Default)]
 pub struct Link {
     /// 0 until the first report (`Default`), then `UP` or `DOWN`.
@@ -41,45 +42,78 @@ impl Link {
     }
 }
 
-/// What the sidecar's tasks report.
-#[derive(Default)]
+/// What the sidecar's tasks report. The log follows each link's outage (lost at the first
+/// failure, back after 10 s without one, a summary every 10 s between): a Redis that drops
+/// connections now and then does not fill the log.
 pub struct Health {
     pub lookups: Link,
     pub subscriber: Link,
     pub last_error: Mutex<String>,
+    lookups_outage: Outage,
+    subscriber_outage: Outage,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            lookups: Link::default(),
+            subscriber: Link::default(),
+            last_error: Mutex::new(String::new()),
+            lookups_outage: Outage::new(OutageRule::CONDITION, "lookup links"),
+            subscriber_outage: Outage::new(OutageRule::CONDITION, "subscriptions"),
+        }
+    }
 }
 
 impl Health {
-    /// Lookups can be answered again.
+    /// Lookups can be answered (a connection, a PING or a lookup succeeded).
     pub fn lookups_up(&self) {
-        if self.lookups.set_up() {
-            tracing::info!(target: "beacon::redis", "Redis lookups connected");
-        }
+        self.lookups.set_up();
+        Self::log_lookups(self.lookups_outage.ok());
     }
 
-    /// Lookups cannot be answered; `why` is logged once and shown by `/health/ready`.
+    /// Lookups cannot be answered; `why` is shown by `/health/ready`.
     pub fn lookups_down(&self, why: impl std::fmt::Display) {
         let why = why.to_string();
-        if self.lookups.set_down() {
-            tracing::warn!(target: "beacon::redis", error = %why, "Redis lookups lost");
-        }
+        self.lookups.set_down();
+        Self::log_lookups(self.lookups_outage.failed(&why));
         self.set_error(why);
     }
 
-    /// Subscribed (again) to the core data channel.
-    pub fn subscriber_up(&self, channel: &str) {
-        if self.subscriber.set_up() {
-            tracing::info!(target: "beacon::redis", channel, "Redis subscriber subscribed");
+    fn log_lookups(line: Option<OutageLine>) {
+        if let Some(line) = line {
+            beacon_engine::log_outage!(
+                target: "beacon::redis", line,
+                failing: "Redis lookups lost",
+                still: "Redis lookups still failing",
+                recovered: "Redis lookups connected again"
+            );
         }
     }
 
-    /// The subscription ended; `why` is logged once and shown by `/health/ready`.
+    /// Subscribed (again) to the core data channel, or a PING on the subscription answered.
+    pub fn subscriber_up(&self) {
+        self.subscriber.set_up();
+        Self::log_subscriber(self.subscriber_outage.ok());
+    }
+
+    /// The subscription ended; `why` is shown by `/health/ready`.
     pub fn subscriber_down(&self, why: impl std::fmt::Display) {
         let why = why.to_string();
-        if self.subscriber.set_down() {
-            tracing::warn!(target: "beacon::redis", error = %why, "Redis subscription lost");
-        }
+        self.subscriber.set_down();
+        Self::log_subscriber(self.subscriber_outage.failed(&why));
         self.set_error(format_args!("subscriber: {why}"));
+    }
+
+    fn log_subscriber(line: Option<OutageLine>) {
+        if let Some(line) = line {
+            beacon_engine::log_outage!(
+                target: "beacon::redis", line,
+                failing: "Redis subscription lost",
+                still: "Redis subscription still failing",
+                recovered: "Redis subscriber subscribed again"
+            );
+        }
     }
 
     fn set_error(&self, e: impl std::fmt::Display) {

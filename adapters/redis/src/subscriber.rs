@@ -66,7 +66,7 @@ async fn subscribe(
     }
     metrics.resyncs.inc();
     metrics.subscriber_up.set(1);
-    health.subscriber_up(&cfg.channel);
+    health.subscriber_up();
     *backoff = cfg.backoff();
 
     let (mut sink, mut stream) = pubsub.split();
@@ -94,7 +94,7 @@ async fn subscribe(
             }
             _ = ping.tick() => {
                 match tokio::time::timeout(limit, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => health.subscriber_up(),
                     Ok(Err(e)) => return format!("PING: {e}"),
                     Err(_) => return format!("PING unanswered for {} ms", cfg.connect_timeout_ms),
                 }

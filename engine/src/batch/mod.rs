@@ -48,6 +48,7 @@ pub struct Batcher {
     linger_kick: LocalSender<u64>,
     metrics: Rc<ShardMetrics>,
     healthy: Cell<bool>,
+    write_outage: crate::sys::Outage,
     /// `ack = "durable"`: seal as soon as the writer is idle.
     durable: bool,
     /// The writer waits for a batch (nothing queued, nothing being written).
@@ -85,6 +86,7 @@ impl Batcher {
             linger_kick: linger_tx,
             metrics: metrics.clone(),
             healthy: Cell::new(true),
+            write_outage: crate::sys::Outage::new(crate::sys::OutageRule::CONDITION, "writes"),
             durable: cfg.ack == Ack::Durable,
             writer_idle: Cell::new(true),
             written_seq: Cell::new(0),
@@ -98,6 +100,21 @@ impl Batcher {
     /// False while the sink's last write failed.
     pub fn healthy(&self) -> bool {
         self.healthy.get()
+    }
+
+    /// The writes' state-change lines: failing at the first failed write, recovered after
+    /// 10 s without one, a summary every 10 s between (never a line per retry).
+    fn log_writes(&self, line: Option<crate::sys::OutageLine>) {
+        if let Some(line) = line {
+            crate::log_outage!(
+                target: "beacon_engine::batch",
+                line,
+                failing: "sink writes failing; retrying with backoff, answering 503 when the queue fills",
+                still: "sink writes still failing",
+                recovered: "sink writes succeed again";
+                shard = self.shard
+            );
+        }
     }
 
     /// Appends `event`, sealing the open batch first if the record would not fit. Returns the
@@ -244,9 +261,8 @@ async fn writer_loop(
             };
             match written {
                 Ok(()) => {
-                    if !batcher.healthy.replace(true) {
-                        tracing::info!(shard = batcher.shard, "sink writes succeed again");
-                    }
+                    batcher.healthy.set(true);
+                    batcher.log_writes(batcher.write_outage.ok());
                     metrics.events_written.inc_by(batch.len() as u64);
                     metrics.sink_queue_batches.dec();
                     batcher.mark_written(batch.seq);
@@ -254,13 +270,8 @@ async fn writer_loop(
                     break;
                 }
                 Err(e) => {
-                    if batcher.healthy.replace(false) {
-                        tracing::warn!(
-                            shard = batcher.shard,
-                            error = %e,
-                            "sink writes failing; retrying with backoff, answering 503 when the queue fills"
-                        );
-                    }
+                    batcher.healthy.set(false);
+                    batcher.log_writes(batcher.write_outage.failed(&e.to_string()));
                     metrics.sink_errors.inc();
                     glommio::timer::sleep(Duration::from_millis(delay)).await;
                     delay = (delay * 2).min(SINK_RETRY_MAX_MS);

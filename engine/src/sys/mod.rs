@@ -7,6 +7,7 @@ mod clock;
 mod cpu_clock;
 mod dir_lock;
 mod log_every;
+mod outage;
 mod preflight;
 mod rings;
 mod time;
@@ -16,6 +17,7 @@ pub use clock::{mono_ms, now_ms, reanchor, wall_ms};
 pub use cpu_clock::CpuClocks;
 pub use dir_lock::{DirLock, DirLockError};
 pub use log_every::LogEvery;
+pub use outage::{Outage, OutageLine, OutageRule, Tally};
 pub use preflight::{
     check as preflight, connection_descriptor_ceiling, descriptors, PreflightError,
     RESERVED_AT_RUN_TIME,
