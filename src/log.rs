@@ -61,6 +61,27 @@ pub fn json() -> bool {
     JSON.load(std::sync::atomic::Ordering::Acquire)
 }
 
+/// One JSON object per event, its fields at the top level, written to `writer`.
+fn json_layer<S, W>(
+    writer: W,
+) -> tracing_subscriber::fmt::Layer<
+    S,
+    tracing_subscriber::fmt::format::JsonFields,
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>,
+    W,
+>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+}
+
 /// Installs the process's log subscriber, writing to standard error. With `json`, the ready
 /// line (`READY_TARGET`) is a JSON object on standard output, in the same format, and a panic is
 /// logged as an error event instead of the runtime's plain text.
@@ -77,20 +98,10 @@ pub fn init(cfg: &LogConfig) -> Result<()> {
             .try_init(),
         LogFormat::Json => {
             let ready = |m: &tracing::Metadata<'_>| m.target() == READY_TARGET;
-            let stderr = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
-                .with_writer(std::io::stderr)
+            let stderr = json_layer(std::io::stderr)
                 .with_filter(tracing_subscriber::filter::filter_fn(move |m| !ready(m)))
                 .with_filter(filter);
-            let stdout = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
-                .with_writer(std::io::stdout)
+            let stdout = json_layer(std::io::stdout)
                 .with_filter(tracing_subscriber::filter::filter_fn(ready));
             let done = tracing_subscriber::registry()
                 .with(stderr)
