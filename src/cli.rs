@@ -222,6 +222,10 @@ pub struct ServeArgs {
     /// Listen address, e.g. 0.0.0.0:8080.
     #[arg(long)]
     pub listen: Option<String>,
+    /// A separate address for /metrics, /health/ready and /health/check, e.g. 0.0.0.0:9090;
+    /// the public listener then answers 404 to /metrics and /health/ready.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
     /// Number of shards (default: available cores).
     #[arg(long)]
     pub shards: Option<usize>,
@@ -275,6 +279,7 @@ impl ServeArgs {
     fn overrides(&self) -> Overrides {
         let mut o = Overrides::default();
         o.set("engine", "listen", self.listen.clone());
+        o.set("engine", "admin_listen", self.admin_listen.clone());
         o.set("engine", "shards", self.shards.map(|v| v as i64));
         o.set(
             "engine",

@@ -1163,3 +1163,52 @@ fn shard_rings_are_set_up_without_completion_interrupts() {
     assert_eq!(b.metric(coop), 0.0);
     assert!(b.metric(interrupting) >= 4.0, "{}", b.metric(interrupting));
 }
+
+#[test]
+fn with_an_admin_listener_metrics_and_readiness_are_only_there() {
+    let b = Beacon::start(&["--shards", "2", "--admin-listen", "127.0.0.1:0"], &[]);
+    let admin = b
+        .ready_line
+        .split("admin on http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no admin address in {:?}", b.ready_line))
+        .to_string();
+    let on_admin = |path: &str| {
+        let mut resp = b
+            .agent
+            .get(&format!("http://{admin}{path}"))
+            .call()
+            .unwrap();
+        let body = resp.body_mut().read_to_string().unwrap();
+        (resp.status().as_u16(), body)
+    };
+    assert_eq!(b.get("/event/212313", &[]).0, 200);
+    // Public: the tracking routes and the load balancer's health check; no metrics, no readiness.
+    assert_eq!(b.get("/metrics", &[]).0, 404);
+    assert_eq!(b.get("/health/ready", &[]).0, 404);
+    assert_eq!(b.get("/health/check", &[]).0, 200);
+    // Admin: the three admin routes, nothing else.
+    let (status, metrics) = on_admin("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("beacon_events_accepted_total"),
+        "{metrics}"
+    );
+    assert_eq!(on_admin("/health/ready").0, 200);
+    assert_eq!(on_admin("/health/check").0, 200);
+    assert_eq!(on_admin("/event/212313").0, 404);
+    assert_eq!(on_admin("/pixel/212313").0, 404);
+    // The refusals are counted, on route `other`.
+    let (_, metrics) = on_admin("/metrics");
+    let not_found: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("beacon_requests_total{route=\"other\","))
+        .filter(|l| l.contains("status=\"404\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(not_found >= 4.0, "{not_found}");
+    // Without the setting everything is on the one listener, as before.
+    let plain = Beacon::start(&["--shards", "1"], &[]);
+    assert_eq!(plain.get("/metrics", &[]).0, 200);
+    assert_eq!(plain.get("/health/ready", &[]).0, 200);
+}

@@ -126,6 +126,11 @@ pub enum FsyncPolicy {
 pub struct EngineConfig {
     /// Address every shard listens on (SO_REUSEPORT). Default `0.0.0.0:8080`, the reference's port.
     pub listen: SocketAddr,
+    /// An address of its own for `/metrics`, `/health/ready` and `/health/check` (every shard
+    /// listens there too). Set, the public listener answers 404 to `/metrics` and
+    /// `/health/ready` (`/health/check` stays, for a load balancer), so metrics and readiness
+    /// are reachable only where this address is. Default: none, everything on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// Number of shards, one pinned glommio executor each. Default: the available cores. 1..=256.
     pub shards: Option<usize>,
     /// Pin shard i to the i-th available CPU. Default true.
@@ -215,6 +220,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             listen: "0.0.0.0:8080".parse().expect("literal address"),
+            admin_listen: None,
             shards: None,
             pin_shards: true,
             data_dir: PathBuf::from("data"),
@@ -451,6 +457,15 @@ impl EngineConfig {
                 IO_MEMORY_MIN_BYTES as u64,
                 1 << 30,
             );
+        }
+        if let Some(admin) = self.admin_listen {
+            if admin.port() != 0 && admin.port() == self.listen.port() {
+                check.fail(
+                    "admin_listen",
+                    format_args!("\"{admin}\""),
+                    format_args!("must use another port than listen ({})", self.listen),
+                );
+            }
         }
         check.check(
             "spin_before_park_us",

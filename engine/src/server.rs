@@ -68,6 +68,7 @@ pub struct Server {
     _data_dir: DirLock,
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     handles: Vec<glommio::ExecutorJoinHandle<Result<(), ShardError>>>,
 }
 
@@ -98,6 +99,13 @@ impl Server {
         cfg.connections_per_shard_max = Some(descriptors(shards, cfg.connections_per_shard_max)?);
         let data_dir = DirLock::acquire(&cfg.data_dir)?;
         let (sockets, local_addr) = bind_all(cfg.listen, shards)?;
+        let (admin_sockets, admin_addr): (Vec<Option<OwnedFd>>, _) = match cfg.admin_listen {
+            Some(addr) => {
+                let (sockets, bound) = bind_all(addr, shards)?;
+                (sockets.into_iter().map(Some).collect(), Some(bound))
+            }
+            None => ((0..shards).map(|_| None).collect(), None),
+        };
         let shared = Arc::new(Shared::new(cfg, sink.clone(), core_data.clone(), metrics));
         let cfg = shared.cfg();
         let mesh = MeshBuilder::full(shards, cfg.mesh_channel_capacity);
@@ -106,7 +114,7 @@ impl Server {
         // Each shard says when its executor (and so its rings) exists, for the report below.
         let (started, shards_started) = std::sync::mpsc::sync_channel(shards);
         let mut handles = Vec::with_capacity(shards);
-        for (i, listener) in sockets.into_iter().enumerate() {
+        for (i, (listener, admin_listener)) in sockets.into_iter().zip(admin_sockets).enumerate() {
             let placement = if cfg.pin_shards && !cpus.is_empty() {
                 Placement::Fixed(cpus[i % cpus.len()])
             } else {
@@ -116,6 +124,7 @@ impl Server {
                 shared: shared.clone(),
                 mesh: mesh.clone(),
                 listener,
+                admin_listener,
                 core_data: core_data.clone(),
                 sink: sink.clone(),
             };
@@ -143,12 +152,18 @@ impl Server {
             _data_dir: data_dir,
             shared,
             local_addr,
+            admin_addr,
             handles,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin listener's bound address, when `admin_listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn shards(&self) -> usize {

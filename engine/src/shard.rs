@@ -23,7 +23,7 @@ use hyper::server::conn::http1;
 use crate::batch::Batcher;
 use crate::cache::{Applied, L1Owner};
 use crate::config::ADMIN_CONNECTIONS_PER_SHARD;
-use crate::http::{HyperStream, ShardTimer};
+use crate::http::{Door, HyperStream, ShardTimer};
 use crate::metrics::{BadRequest, ShardMetrics};
 use crate::model::Route;
 use crate::ports::{CoreDataSource, Sink, SinkError, UpdateStream};
@@ -56,6 +56,8 @@ pub struct ShardInputs {
     pub shared: Arc<Shared>,
     pub mesh: MeshBuilder<MeshMsg, Full>,
     pub listener: OwnedFd,
+    /// This shard's socket on `admin_listen`, when set.
+    pub admin_listener: Option<OwnedFd>,
     pub core_data: Arc<dyn CoreDataSource>,
     pub sink: Arc<dyn Sink>,
 }
@@ -65,6 +67,7 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
         shared,
         mesh,
         listener,
+        admin_listener,
         core_data,
         sink,
     } = inputs;
@@ -98,13 +101,14 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
         resolved: Rc::new(PendingTable::default()),
         connections: Cell::new(0),
         admin_connections: Cell::new(0),
+        admin_door_connections: Cell::new(0),
     });
     spawn_receivers(&ctx, &mut receivers);
     spawn_ticker(ctx.clone());
     if let Some(updates) = core_data.updates(id) {
         spawn_update_consumer(ctx.clone(), updates);
     }
-    serve_until_stopped(&ctx, listener).await;
+    serve_until_stopped(&ctx, listener, admin_listener).await;
     drain(&ctx).await;
     let closed = batcher_tasks.writer.await;
     ctx.metrics.shard_up.set(0);
@@ -114,11 +118,8 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
     }
 }
 
-/// Accepts and serves connections on `listener` until the server stops.
-async fn serve_until_stopped(ctx: &Rc<ShardCtx>, listener: OwnedFd) {
-    // SAFETY: the fd is a bound, listening TCP socket that this shard now owns alone.
-    let listening_fd = listener.as_raw_fd();
-    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+/// Accepts and serves connections on `listener` (and `admin`, when set) until the server stops.
+async fn serve_until_stopped(ctx: &Rc<ShardCtx>, listener: OwnedFd, admin: Option<OwnedFd>) {
     let stop = Rc::new(Event::new());
     spawn_shutdown_watch(ctx.shared.clone(), stop.clone());
     let cfg = ctx.shared.cfg();
@@ -130,7 +131,39 @@ async fn serve_until_stopped(ctx: &Rc<ShardCtx>, listener: OwnedFd) {
     let http = Rc::new(http);
     ctx.shared.set_accepting(true);
     ctx.metrics.shard_up.set(1);
-    accept_loop(ctx, &listener, &http, &stop).await;
+    let admin_loop = admin.map(|fd| {
+        let (ctx, http, stop) = (ctx.clone(), http.clone(), stop.clone());
+        glommio::spawn_local(async move { listen(&ctx, fd, &http, &stop, Listener::Admin).await })
+    });
+    let public = Listener::Public {
+        admin_elsewhere: admin_loop.is_some(),
+    };
+    listen(ctx, listener, &http, &stop, public).await;
+    if let Some(task) = admin_loop {
+        task.await;
+    }
+    ctx.shared.set_accepting(false);
+}
+
+/// Which listener an accept loop serves.
+#[derive(Clone, Copy)]
+enum Listener {
+    Public { admin_elsewhere: bool },
+    Admin,
+}
+
+/// Accepts on `fd` until the server stops, then stops listening there.
+async fn listen(
+    ctx: &Rc<ShardCtx>,
+    fd: OwnedFd,
+    http: &Rc<http1::Builder>,
+    stop: &Rc<Event>,
+    kind: Listener,
+) {
+    // SAFETY: the fd is a bound, listening TCP socket that this shard now owns alone.
+    let listening_fd = fd.as_raw_fd();
+    let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
+    accept_loop(ctx, &listener, http, stop, kind).await;
     // Stop listening now. Dropping the listener is not enough: the accept that the loop
     // abandoned still holds the socket inside the ring, and the kernel tears a ring down
     // after the process exits, so the port would go on taking connections (and, with
@@ -138,7 +171,6 @@ async fn serve_until_stopped(ctx: &Rc<ShardCtx>, listener: OwnedFd) {
     // SAFETY: shutdown on a descriptor this shard owns; failure only means it was not listening.
     unsafe { libc::shutdown(listening_fd, libc::SHUT_RDWR) };
     drop(listener);
-    ctx.shared.set_accepting(false);
 }
 
 /// The end of the shutdown sequence: let connections finish (up to `shutdown_grace_ms`), wait
@@ -163,6 +195,7 @@ async fn accept_loop(
     listener: &TcpListener,
     http: &Rc<http1::Builder>,
     stop: &Rc<Event>,
+    kind: Listener,
 ) {
     let accept_failed = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
     let refused = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
@@ -214,31 +247,45 @@ async fn accept_loop(
             drop(stream);
             continue;
         }
-        let cap = ctx.shared.cfg().connection_cap();
-        // Over the cap, a few connections are still taken for health checks and scrapes.
-        let admin_only = ctx.connections.get() >= cap;
-        if admin_only {
-            ctx.metrics.connections_refused.inc();
-            if let Some(more) = refused.due() {
-                tracing::warn!(
-                    shard = ctx.id,
-                    connections_per_shard_max = cap,
-                    more,
-                    "shard at its connection cap: new connections get health and metrics only, \
-                     or are closed"
-                );
+        let door = match kind {
+            Listener::Admin => {
+                if ctx.admin_door_connections.get() >= ADMIN_CONNECTIONS_PER_SHARD {
+                    ctx.metrics.connections_refused.inc();
+                    drop(stream);
+                    continue;
+                }
+                Door::Admin
             }
-            if ctx.admin_connections.get() >= ADMIN_CONNECTIONS_PER_SHARD {
-                drop(stream);
-                continue;
+            Listener::Public { admin_elsewhere } => {
+                let cap = ctx.shared.cfg().connection_cap();
+                // Over the cap, a few connections are still taken for health checks and scrapes.
+                if ctx.connections.get() < cap {
+                    Door::Public { admin_elsewhere }
+                } else {
+                    ctx.metrics.connections_refused.inc();
+                    if let Some(more) = refused.due() {
+                        tracing::warn!(
+                            shard = ctx.id,
+                            connections_per_shard_max = cap,
+                            more,
+                            "shard at its connection cap: new connections get health and \
+                             metrics only, or are closed"
+                        );
+                    }
+                    if ctx.admin_connections.get() >= ADMIN_CONNECTIONS_PER_SHARD {
+                        drop(stream);
+                        continue;
+                    }
+                    Door::OverCap { admin_elsewhere }
+                }
             }
-        }
+        };
         glommio::spawn_local(serve_connection(
             ctx.clone(),
             http.clone(),
             stream,
             stop.clone(),
-            admin_only,
+            door,
         ))
         .detach();
     }
@@ -272,11 +319,12 @@ async fn serve_connection(
     http: Rc<http1::Builder>,
     stream: TcpStream,
     stop: Rc<Event>,
-    admin_only: bool,
+    door: Door,
 ) {
-    let count = match admin_only {
-        true => &ctx.admin_connections,
-        false => &ctx.connections,
+    let count = match door {
+        Door::Public { .. } => &ctx.connections,
+        Door::OverCap { .. } => &ctx.admin_connections,
+        Door::Admin => &ctx.admin_door_connections,
     };
     let _guard = ConnGuard::new(count, &ctx.metrics);
     let _ = stream.set_nodelay(true);
@@ -289,7 +337,7 @@ async fn serve_connection(
         .into();
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
-        crate::http::serve(svc_ctx.clone(), peer_ip.clone(), req, admin_only)
+        crate::http::serve(svc_ctx.clone(), peer_ip.clone(), req, door)
     });
     let io = HyperStream::new(stream, head_started.clone());
     let mut conn = pin!(http.serve_connection(io, service));

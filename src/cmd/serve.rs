@@ -46,14 +46,25 @@ pub fn run(cfg: Config) -> Result<()> {
     // address is the bound one, so `--listen 127.0.0.1:0` works): plain text, or with
     // `--log-format json` a JSON object with the same words in `message`. The log says the rest.
     let listen = format!("http://{}", server.local_addr());
+    let admin = server
+        .admin_addr()
+        .map_or("none".to_string(), |a| format!("http://{a}"));
+    let also = match server.admin_addr() {
+        Some(_) => format!(", admin on {admin}"),
+        None => String::new(),
+    };
     match crate::log::json() {
-        true => {
-            tracing::info!(target: crate::log::READY_TARGET, listen, "beacon listening on {listen}")
-        }
-        false => println!("beacon listening on {listen}"),
+        true => tracing::info!(
+            target: crate::log::READY_TARGET,
+            listen,
+            admin,
+            "beacon listening on {listen}{also}"
+        ),
+        false => println!("beacon listening on {listen}{also}"),
     }
     tracing::info!(
         listen = %format_args!("http://{}", server.local_addr()),
+        admin = %admin,
         shards = server.shards(),
         routing = %cfg.engine.routing.as_str(),
         record_format = %cfg.engine.record_format.as_str(),

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Beacon {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The line `serve` printed when it listened.
+    pub ready_line: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub agent: ureq::Agent,
@@ -70,13 +72,17 @@ impl Beacon {
         let addr = line
             .split("http://")
             .nth(1)
-            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+            .and_then(|rest| {
+                rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+                    .next()
+            })
             .unwrap_or_else(|| panic!("no listen line from beacon: {line:?}"))
             .parse()
             .unwrap();
         Beacon {
             child: Some(child),
             addr,
+            ready_line: line.trim().to_string(),
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
             agent: agent(),

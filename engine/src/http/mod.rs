@@ -10,6 +10,10 @@
 //!
 //! Bad ids get 400, paths over `path_bytes_max` 414, other methods 405, unknown paths 404;
 //! hyper answers heads over `header_bytes_max` with 431.
+//!
+//! With `admin_listen` set, `/metrics` and `/health/ready` are served on that address only
+//! (the public listener answers them 404), and the admin address serves nothing but the three
+//! admin routes; `/health/check` stays on both, for a load balancer's health check.
 
 mod request;
 mod response;
@@ -34,17 +38,53 @@ use response::text;
 
 type Resp = Response<Full<Bytes>>;
 
+/// The way a connection came in, and so what it may ask for. `admin_elsewhere`: an admin
+/// listener is set, so `/metrics` and `/health/ready` are not served on the public one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// The public listener.
+    Public { admin_elsewhere: bool },
+    /// Taken over the shard's connection cap on the public listener: admin routes only, one
+    /// request, then closed.
+    OverCap { admin_elsewhere: bool },
+    /// The admin listener: the admin routes only.
+    Admin,
+}
+
+impl Door {
+    /// Whether a request for `route` is served through this door.
+    fn serves(self, route: Route) -> bool {
+        let admin = matches!(route, Route::HealthReady | Route::Metrics);
+        match self {
+            Door::Public { admin_elsewhere } | Door::OverCap { admin_elsewhere } => {
+                !(admin && admin_elsewhere)
+            }
+            Door::Admin => admin || route == Route::HealthCheck,
+        }
+    }
+}
+
 /// Serves one request on shard `ctx`; `peer_ip` is the TCP peer's address as text.
 pub async fn serve(
     ctx: Rc<ShardCtx>,
     peer_ip: Rc<str>,
     req: Request<Incoming>,
-    admin_only: bool,
+    door: Door,
 ) -> Result<Resp, Infallible> {
     let started = Instant::now();
-    let (route, resp) = match admin_only {
-        false => route(&ctx, &peer_ip, &req, started).await,
-        true => admin_route(&ctx, &peer_ip, &req, started).await,
+    let (route, resp) = if !door.serves(Route::of_path(req.uri().path()).0) {
+        let why = match door {
+            Door::Admin => {
+                "no such route here: the admin listener serves /health/check, /health/ready \
+                 and /metrics\n"
+            }
+            _ => "no such route here: admin routes are on the admin listener\n",
+        };
+        (Route::Other, text(StatusCode::NOT_FOUND, "text/plain", why))
+    } else if let Door::OverCap { .. } = door {
+        over_cap_route(&ctx, &peer_ip, &req, started).await
+    } else {
+        route(&ctx, &peer_ip, &req, started).await
     };
     ctx.metrics.request(route, resp.status().as_u16());
     ctx.metrics.latency(route, started.elapsed().as_secs_f64());
@@ -93,7 +133,7 @@ async fn route(
 
 /// A connection taken over the shard's cap: health checks and scrapes are answered, anything
 /// else gets 503; either way the connection then closes.
-async fn admin_route(
+async fn over_cap_route(
     ctx: &Rc<ShardCtx>,
     peer_ip: &str,
     req: &Request<Incoming>,

@@ -57,6 +57,8 @@ pub struct ShardCtx {
     pub connections: Cell<usize>,
     /// Connections taken over the cap, for health checks and scrapes only.
     pub admin_connections: Cell<usize>,
+    /// Connections on the admin listener (at most `ADMIN_CONNECTIONS_PER_SHARD`).
+    pub admin_door_connections: Cell<usize>,
 }
 
 impl ShardCtx {
