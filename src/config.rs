@@ -79,11 +79,16 @@ fn known_fields(section: &str) -> Vec<String> {
     let (mut fields, optional): (Vec<String>, &[&str]) = match section {
         "engine" => (
             fields_of::<EngineConfig>(),
-            &["shards", "io_memory_bytes", "connections_per_shard_max"],
+            &[
+                "shards",
+                "io_memory_bytes",
+                "connections_per_shard_max",
+                "admin_listen",
+            ],
         ),
         "segments" => (fields_of::<SegmentsConfig>(), &[]),
         "campaigns" => (fields_of::<CampaignsConfig>(), &["file"]),
-        "redis" => (fields_of::<RedisConfig>(), &["url"]),
+        "redis" => (fields_of::<RedisConfig>(), &["url", "password"]),
         "kinesis" => (
             fields_of::<KinesisConfig>(),
             &["stream", "endpoint", "region"],
@@ -311,8 +316,14 @@ fn durable_needs(cfg: &Config) -> Option<FieldError> {
 }
 
 /// The effective configuration as TOML.
+/// The effective configuration as TOML, with secrets (the Redis password, a password in the
+/// Redis URL) shown as `***`.
 pub fn render(cfg: &Config) -> Result<String> {
-    Ok(toml::to_string_pretty(cfg)?)
+    let shown = Config {
+        redis: cfg.redis.shown(),
+        ..cfg.clone()
+    };
+    Ok(toml::to_string_pretty(&shown)?)
 }
 
 #[cfg(test)]

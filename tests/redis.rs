@@ -8,14 +8,17 @@ use beacon_test_support::redis_server::RedisServer;
 use common::Beacon;
 use serde_json::Value;
 
-/// Runs `beacon <args> --redis-url <redis>`: whether it succeeded, and its standard error.
+/// Runs `beacon <args> --redis-url <redis>` (with the server's password in
+/// `BEACON_REDIS_PASSWORD` when it has one): whether it succeeded, and its standard error.
 fn try_cli(redis: &RedisServer, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(common::bin())
-        .args(args)
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(args)
         .args(["--redis-url", &redis.url()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if let Some(p) = &redis.password {
+        cmd.env("BEACON_REDIS_PASSWORD", p);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -26,6 +29,51 @@ fn try_cli(redis: &RedisServer, args: &[&str]) -> (bool, String) {
 fn cli(redis: &RedisServer, args: &[&str]) {
     let (ok, stderr) = try_cli(redis, args);
     assert!(ok, "beacon {args:?}: {stderr}");
+}
+
+/// A Redis that requires AUTH (an ElastiCache AUTH token): beacon takes the password apart
+/// from the URL, as a secret handed over in `BEACON_REDIS_PASSWORD`, and never prints it.
+#[test]
+fn a_redis_password_from_the_environment_is_used_and_never_shown() {
+    let token = "tok3n-from-secrets-manager";
+    let redis = RedisServer::start_with_password(token);
+    load_samples(&redis);
+    let b = start_beacon(&redis, &[("BEACON_REDIS_PASSWORD", token)]);
+    assert_eq!(program_name(&b, "212313"), (200, "program2".to_string()));
+    // Without it, Redis refuses the writer, which says so without the URL's secret.
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "core-data",
+            "load",
+            "deploy/local/campaigns.json",
+            "--redis-url",
+        ])
+        .arg(format!("redis://:wrong@127.0.0.1:{}", redis.port))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !stderr.contains("wrong"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(common::bin())
+        .args(["config", "check", "--redis-url"])
+        .arg(format!("redis://:inurl@127.0.0.1:{}", redis.port))
+        .env("BEACON_REDIS_PASSWORD", token)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !shown.contains(token) && !shown.contains("inurl"),
+        "{shown}"
+    );
+    assert!(shown.contains("password = \"***\""), "{shown}");
 }
 
 fn load_samples(redis: &RedisServer) {

@@ -26,9 +26,9 @@ pub fn run(command: CoreDataCommand) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let mut conn = beacon_redis::writer::connect(&url)
+        let mut conn = beacon_redis::writer::connect(&cfg.redis)
             .await
-            .with_context(|| format!("cannot connect to {url}"))?;
+            .with_context(|| format!("cannot connect to {}", beacon_redis::config::url_shown(&url)))?;
         let redis = &cfg.redis;
         match command {
             CoreDataCommand::Load { file, .. } => {

@@ -130,9 +130,8 @@ fn core_data(
     metrics: &Metrics,
 ) -> Result<Arc<dyn CoreDataSource>> {
     Ok(match &cfg.redis.url {
-        Some(url) => beacon_redis::RedisCoreData::start(
+        Some(_) => beacon_redis::RedisCoreData::start(
             cfg.redis.clone(),
-            url,
             cfg.engine.shard_count(),
             &sidecar.handle()?,
             &metrics.registry,

@@ -33,9 +33,10 @@ impl Updater {
     pub async fn connect(cfg: RedisConfig) -> Result<Updater, String> {
         let url = cfg
             .url
-            .clone()
+            .as_deref()
+            .map(beacon_redis::config::url_shown)
             .ok_or("no Redis URL: pass --redis-url redis://host:port")?;
-        let client = redis::Client::open(url.as_str()).map_err(|e| format!("{url}: {e}"))?;
+        let client = cfg.client().map_err(|e| format!("{url}: {e}"))?;
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)))
             .set_min_delay(Duration::from_millis(cfg.reconnect_min_ms))

@@ -10,6 +10,10 @@ pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS. No default: without
     /// it (and without `REDIS_HOST`) beacon uses its embedded core data.
     pub url: Option<String>,
+    /// AUTH password for `url`'s server (an ElastiCache AUTH token), replacing any password in
+    /// `url`: meant for a secret the orchestrator hands over as `BEACON_REDIS_PASSWORD`, so that
+    /// the URL itself holds none. Never printed (`config check` shows `"***"`). Default none.
+    pub password: Option<String>,
     /// Prefix of every program hash's key. Default empty: the reference's layout (key = id).
     pub key_prefix: String,
     /// Channel the core data updater publishes on. Default `channel1`, the reference's.
@@ -41,6 +45,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: None,
+            password: None,
             key_prefix: String::new(),
             channel: "channel1".into(),
             timeout_ms: 50,
@@ -52,6 +57,21 @@ impl Default for RedisConfig {
             reconnect_max_ms: 5_000,
             message_bytes_max: 65_536,
         }
+    }
+}
+
+/// `url` with the password it holds (`scheme://user:password@host`) replaced by `***`, for
+/// messages and `config check`.
+pub fn url_shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
     }
 }
 
@@ -86,10 +106,10 @@ impl RedisConfig {
         }
         #[cfg(feature = "client")]
         if let Some(url) = &self.url {
-            if let Err(e) = redis::Client::open(url.as_str()) {
+            if let Err(e) = self.client() {
                 check.fail(
                     "url",
-                    format_args!("{url:?}"),
+                    format_args!("{:?}", url_shown(url)),
                     format_args!(
                         "{e} (expected redis://[user:password@]host:port[/db] or rediss://…)"
                     ),
@@ -97,6 +117,30 @@ impl RedisConfig {
             }
         }
         check.finish()
+    }
+
+    /// A client for `url`, with `password` when set; an error when `url` is not set.
+    #[cfg(feature = "client")]
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        use redis::IntoConnectionInfo;
+        let url = self.url.as_deref().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Redis URL"))
+        })?;
+        let mut info = url.into_connection_info()?;
+        if let Some(password) = &self.password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        redis::Client::open(info)
+    }
+
+    /// These settings as they may be shown: the password and any password in `url` as `***`.
+    pub fn shown(&self) -> RedisConfig {
+        RedisConfig {
+            url: self.url.as_deref().map(url_shown),
+            password: self.password.as_ref().map(|_| "***".to_string()),
+            ..self.clone()
+        }
     }
 
     /// How long a lookup may take, on either side of the channel.
@@ -125,6 +169,36 @@ impl RedisConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(url_shown("rediss://:s3cret@h:6379"), "rediss://:***@h:6379");
+        assert_eq!(url_shown("redis://u:p@ss@h"), "redis://u:***@h");
+        assert_eq!(url_shown("redis://h:6379/1"), "redis://h:6379/1");
+        let cfg = RedisConfig {
+            url: Some("redis://u:inurl@h:6379".into()),
+            password: Some("token".into()),
+            ..RedisConfig::default()
+        };
+        let shown = serde_json::to_string(&cfg.shown()).unwrap();
+        assert!(
+            !shown.contains("inurl") && !shown.contains("token"),
+            "{shown}"
+        );
+        assert!(shown.contains("***"), "{shown}");
+    }
+
+    #[cfg(feature = "client")]
+    #[test]
+    fn the_password_field_replaces_the_urls() {
+        let cfg = RedisConfig {
+            url: Some("rediss://:old@h:6379".into()),
+            password: Some("token".into()),
+            ..RedisConfig::default()
+        };
+        let info = cfg.client().unwrap().get_connection_info().clone();
+        assert_eq!(info.redis_settings().password(), Some("token"));
+    }
 
     #[test]
     fn defaults_are_the_references() {

@@ -36,13 +36,12 @@ impl RedisCoreData {
     /// not be up: both tasks keep reconnecting.
     pub fn start(
         cfg: RedisConfig,
-        url: &str,
         shards: usize,
         sidecar: &tokio::runtime::Handle,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Self>, StartError> {
         assert!(shards > 0);
-        let client = redis::Client::open(url)?;
+        let client = cfg.client()?;
         let metrics = RedisMetrics::register(registry)?;
         let health = Arc::new(Health::default());
         let (lookup_tx, lookup_rx) = async_channel::bounded(cfg.lookup_queue_max);

@@ -53,11 +53,9 @@ pub enum Written {
     Stale,
 }
 
-/// Connects for writing.
-pub async fn connect(url: &str) -> RedisResult<MultiplexedConnection> {
-    redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await
+/// Connects for writing, to `cfg.url` with `cfg.password`.
+pub async fn connect(cfg: &RedisConfig) -> RedisResult<MultiplexedConnection> {
+    cfg.client()?.get_multiplexed_async_connection().await
 }
 
 fn tombstone(key: &str) -> String {

@@ -25,6 +25,7 @@ fn campaign(id: &str, name: &str) -> Campaign {
 
 fn cfg() -> RedisConfig {
     RedisConfig {
+        url: None,
         timeout_ms: 200,
         reconnect_min_ms: 20,
         reconnect_max_ms: 200,
@@ -40,14 +41,22 @@ fn put(redis: &RedisServer, c: &Campaign) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut conn = writer::connect(&redis.url()).await.unwrap();
+        let at = RedisConfig {
+            url: Some(redis.url()),
+            ..cfg()
+        };
+        let mut conn = writer::connect(&at).await.unwrap();
         writer::put(&mut conn, &cfg(), c).await.unwrap();
     });
 }
 
 fn start(redis: &RedisServer, side: &Sidecar, shards: usize) -> Arc<RedisCoreData> {
     let registry = prometheus::Registry::new();
-    let core = RedisCoreData::start(cfg(), &redis.url(), shards, &side.handle, &registry).unwrap();
+    let at = RedisConfig {
+        url: Some(redis.url()),
+        ..cfg()
+    };
+    let core = RedisCoreData::start(at, shards, &side.handle, &registry).unwrap();
     wait_until(|| core.status().up, "the adapter connects and subscribes");
     core
 }

@@ -5,15 +5,22 @@ use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
+    /// `requirepass`: clients must AUTH with it (`url()` does not carry it).
+    pub password: Option<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let mut s = RedisServer {
-            port: super::free_port(),
-            child: None,
-        };
+        let mut s = RedisServer::stopped();
+        s.restart();
+        s
+    }
+
+    /// A server that admits only clients that AUTH with `password`.
+    pub fn start_with_password(password: &str) -> RedisServer {
+        let mut s = RedisServer::stopped();
+        s.password = Some(password.to_string());
         s.restart();
         s
     }
@@ -22,6 +29,7 @@ impl RedisServer {
     pub fn stopped() -> RedisServer {
         RedisServer {
             port: super::free_port(),
+            password: None,
             child: None,
         }
     }
@@ -33,17 +41,21 @@ impl RedisServer {
     /// (Re)starts an empty server on the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(p) = &self.password {
+            cmd.args(["--requirepass", p]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test installs it)");
@@ -73,7 +85,11 @@ impl RedisServer {
     }
 
     fn conn_once(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(1))
+        let url = match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => self.url(),
+        };
+        redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(1))
     }
 
     pub fn conn(&self) -> redis::Connection {
