@@ -57,6 +57,9 @@ fn template_environment() -> Vec<(String, String)> {
         } else if value.starts_with('!') {
             match name.as_str() {
                 "BEACON_REDIS_URL" => "rediss://beacon.cache.amazonaws.com:6379".to_string(),
+                "BEACON_ADMIN_LISTEN" => format!("0.0.0.0:{}", default_of("AdminPort")),
+                // DrainFlush for the default DrainSeconds (30).
+                "BEACON_KINESIS_SHUTDOWN_FLUSH_MS" => "20000".to_string(),
                 other => panic!("{other}: add what its computed value looks like here"),
             }
         } else {
@@ -95,6 +98,10 @@ fn the_task_definitions_environment_is_configuration_beacon_accepts() {
             "{expected} not in the template: {names:?}"
         );
     }
+    // The task's secret, as ECS hands it over.
+    let mut env = env;
+    assert!(text_of_template().contains("Name: BEACON_REDIS_PASSWORD, ValueFrom: !Ref RedisAuthToken"));
+    env.push(("BEACON_REDIS_PASSWORD".into(), "generated-token".into()));
     let out = config_check(&[], &env);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -114,6 +121,41 @@ fn the_task_definitions_environment_is_configuration_beacon_accepts() {
     );
     assert!(stdout.contains("trusted_proxy_hops = 1"), "{stdout}");
     assert!(stdout.contains("format = \"json\""), "{stdout}");
+    assert!(stdout.contains("admin_listen = \"0.0.0.0:9090\""), "{stdout}");
+    assert!(stdout.contains("shutdown_flush_ms = 20000"), "{stdout}");
+    assert!(stdout.contains("data_dir = \"/var/lib/beacon/data\""), "{stdout}");
+    assert!(stdout.contains("password = \"***\""), "{stdout}");
+    assert!(!stdout.contains("generated-token"), "{stdout}");
+}
+
+fn text_of_template() -> String {
+    let path = beacon_test_support::repo_root().join("deploy/cloudformation/beacon.yaml");
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// What a stop on an instance can strand: the template keeps the data directory on the
+/// instance, drains Spot instances, gives beacon DrainSeconds less 10 to send its spool, and
+/// alarms on the line a stop that could not send everything writes.
+#[test]
+fn the_stack_keeps_the_spool_on_the_instance_and_alarms_on_a_stranded_stop() {
+    let text = text_of_template();
+    for needle in [
+        "Host: { SourcePath: /var/lib/beacon/data }",
+        "ContainerPath: /var/lib/beacon/data",
+        "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
+        "install -d -o 10001 -g 10001",
+        "StopTimeout: !Ref DrainSeconds",
+    ] {
+        assert!(text.contains(needle), "{needle} not in the template");
+    }
+    // The drain budget of every DrainSeconds leaves shutdown_grace_ms (5 s) and 5 s of margin.
+    for (drain, flush) in [(30, 20_000), (60, 50_000), (90, 80_000), (120, 110_000)] {
+        let line = format!("\"{drain}\": {{ FlushMs: \"{flush}\" }}");
+        assert!(text.contains(&line), "{line} not in the template");
+        assert!(flush / 1000 + 5 + 5 <= drain);
+    }
+    // The alarm's filter matches the line beacon writes (main.rs, JSON mode).
+    assert!(text.contains(r#"FilterPattern: '{ $.message = "beacon: stopped with*" }'"#));
 }
 
 #[test]
