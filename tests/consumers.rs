@@ -123,6 +123,110 @@ fn answered_events_become_one_item_each_in_every_format_and_a_rerun_adds_none() 
     assert_eq!(unique.len(), 3 * n);
 }
 
+/// `beacon consume events` with the default state directory's checkpoint on a stream that was
+/// deleted and created again under the same name: the old checkpoint (another stream's
+/// sequence numbers) is set aside with one warning, the consumer keeps going and stores the
+/// new stream's events. Once where the checkpoint's stream identity tells them apart, once
+/// with a checkpoint written before identities were kept, where the stream's refusal of its
+/// sequence number does.
+#[test]
+fn a_polling_consumer_on_a_recreated_stream_sets_the_old_checkpoint_aside_and_goes_on() {
+    let k = Kinesalite::start();
+    let db = Dynalite::start(&[TABLE]);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let run = |name: &str, n: usize| {
+        let endpoint = k.endpoint();
+        let args = [
+            "--kinesis-stream",
+            "events",
+            "--kinesis-endpoint",
+            endpoint.as_str(),
+        ];
+        let mut b = Beacon::start_in(&tmp.path().join(name), &args, &AWS_ENV);
+        let ids = send(&b, n);
+        assert!(b.terminate().success());
+        ids
+    };
+    k.create_stream("events", 1);
+    let first = run("first", 40);
+    assert!(persist_to_end(&k, &db, "events", &state).success());
+    let checkpoint = state.join("events.checkpoint.json");
+    let held: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    assert!(
+        held["stream"]["arn"]
+            .as_str()
+            .unwrap()
+            .ends_with("stream/events"),
+        "{held}"
+    );
+    let mut stored = first.len();
+    for round in [1, 2] {
+        if round == 2 {
+            // The shard map alone, as an earlier version wrote it.
+            let held: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+            std::fs::write(&checkpoint, held["shards"].to_string()).unwrap();
+        }
+        k.delete_stream("events");
+        // kinesalite numbers records by their stream's creation second.
+        std::thread::sleep(Duration::from_millis(1100));
+        k.create_stream("events", 1);
+        let ids = run(&format!("round-{round}"), 30);
+        let log = tmp.path().join(format!("consume-{round}.log"));
+        let status = consume(&[
+            "events",
+            "--stream",
+            "events",
+            "--table",
+            TABLE,
+            "--kinesis-endpoint",
+            &k.endpoint(),
+            "--dynamodb-endpoint",
+            &db.endpoint(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--stop-at-end",
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(status.success(), "round {round}: {text}");
+        let warnings: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("checkpoint set aside"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "round {round}: {text}");
+        assert!(
+            warnings[0].contains("--from trim-horizon"),
+            "{}",
+            warnings[0]
+        );
+        let why = [
+            "the stream was deleted and created again",
+            "refuses its sequence number",
+        ];
+        assert!(warnings[0].contains(why[round - 1]), "{}", warnings[0]);
+        let items = db.items_by_id(TABLE);
+        for id in &ids {
+            assert!(items.contains_key(id), "round {round}: {id} not stored");
+        }
+        stored += ids.len();
+        assert_eq!(items.len(), stored);
+        let aside = std::fs::read_dir(&state)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy()
+                    .starts_with("events.checkpoint.json.set-aside-")
+            })
+            .count();
+        assert!(aside >= 1, "round {round}: nothing set aside");
+    }
+}
+
 fn program_name(b: &Beacon, id: &str) -> String {
     let (status, _, body) = b.get(&format!("/event/{id}"), &[]);
     assert_eq!(status, 200, "{body}");

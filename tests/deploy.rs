@@ -100,7 +100,9 @@ fn the_task_definitions_environment_is_configuration_beacon_accepts() {
     }
     // The task's secret, as ECS hands it over.
     let mut env = env;
-    assert!(text_of_template().contains("Name: BEACON_REDIS_PASSWORD, ValueFrom: !Ref RedisAuthToken"));
+    assert!(
+        text_of_template().contains("Name: BEACON_REDIS_PASSWORD, ValueFrom: !Ref RedisAuthToken")
+    );
     env.push(("BEACON_REDIS_PASSWORD".into(), "generated-token".into()));
     let out = config_check(&[], &env);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -121,9 +123,15 @@ fn the_task_definitions_environment_is_configuration_beacon_accepts() {
     );
     assert!(stdout.contains("trusted_proxy_hops = 1"), "{stdout}");
     assert!(stdout.contains("format = \"json\""), "{stdout}");
-    assert!(stdout.contains("admin_listen = \"0.0.0.0:9090\""), "{stdout}");
+    assert!(
+        stdout.contains("admin_listen = \"0.0.0.0:9090\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("shutdown_flush_ms = 20000"), "{stdout}");
-    assert!(stdout.contains("data_dir = \"/var/lib/beacon/data\""), "{stdout}");
+    assert!(
+        stdout.contains("data_dir = \"/var/lib/beacon/data\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("password = \"***\""), "{stdout}");
     assert!(!stdout.contains("generated-token"), "{stdout}");
 }

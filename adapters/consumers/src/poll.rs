@@ -3,10 +3,15 @@
 //! rather than as Lambdas.
 //!
 //! State lives in `state_dir`:
-//! - `<stream>.checkpoint.json`: for each shard, the sequence number of the last record fully
-//!   handled, written (temporary file, fsync, rename) after every batch; a restart resumes
-//!   after it, so a record is handled at least once and, the handlers being idempotent, stored
-//!   once;
+//! - `<stream>.checkpoint.json`: the stream it belongs to (its ARN and creation time) and, for
+//!   each shard, the sequence number of the last record fully handled, written (temporary file,
+//!   fsync, rename) after every batch; a restart resumes after it, so a record is handled at
+//!   least once and, the handlers being idempotent, stored once. A checkpoint of another stream
+//!   of the same name (the stream was deleted and created again: a stack replaced, a local
+//!   stack restarted), or one whose sequence numbers the stream refuses, is set aside (renamed
+//!   `<stream>.checkpoint.json.set-aside-<unix time>`, one warning naming it) and every shard
+//!   starts at `start` (`--from`): a consumer under a supervisor must not restart into the same
+//!   error forever;
 //! - `<stream>.failed/<shard>-<sequence number>.bin`: every record the handler could not decode,
 //!   as it was read (the polling consumer's failure destination), after which the consumer goes
 //!   on past it.
@@ -75,33 +80,90 @@ impl PollConfig {
     }
 }
 
-/// The last record handled, per shard.
+/// Which stream a checkpoint belongs to: a stream deleted and created again under the same
+/// name is another stream, whose sequence numbers the old ones are not.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamIdentity {
+    pub arn: String,
+    /// The stream's creation time, seconds since the epoch.
+    pub created_secs: i64,
+}
+
+/// The checkpoint file: the stream's identity, and the last record handled per shard. Files
+/// written before the identity was kept hold the shard map alone.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum CheckpointFile {
+    Identified {
+        stream: StreamIdentity,
+        shards: BTreeMap<String, String>,
+    },
+    Plain(BTreeMap<String, String>),
+}
+
+/// The last record handled, per shard, of the stream `identity`.
 #[derive(Debug, Default)]
 struct Checkpoints {
     path: PathBuf,
+    identity: Option<StreamIdentity>,
     done: BTreeMap<String, String>,
 }
 
 impl Checkpoints {
     fn load(path: PathBuf) -> Result<Checkpoints, String> {
-        let done = match std::fs::read(&path) {
+        let file = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 format!(
                     "{} is not a checkpoint file ({e}); move it away to start over",
                     path.display()
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                CheckpointFile::Plain(BTreeMap::new())
+            }
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        Ok(Checkpoints { path, done })
+        let (identity, done) = match file {
+            CheckpointFile::Identified { stream, shards } => (Some(stream), shards),
+            CheckpointFile::Plain(shards) => (None, shards),
+        };
+        Ok(Checkpoints {
+            path,
+            identity,
+            done,
+        })
+    }
+
+    /// Renames the file out of the way (`…set-aside-<unix time>`) and starts afresh for
+    /// `identity`; the new name.
+    fn set_aside(&mut self, identity: StreamIdentity) -> Result<PathBuf, String> {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut aside = self.path.clone().into_os_string();
+        aside.push(format!(".set-aside-{secs}"));
+        let aside = PathBuf::from(aside);
+        if self.path.exists() {
+            std::fs::rename(&self.path, &aside)
+                .map_err(|e| format!("cannot rename {}: {e}", self.path.display()))?;
+        }
+        self.identity = Some(identity);
+        self.done.clear();
+        Ok(aside)
     }
 
     fn save(&self) -> Result<(), String> {
         let tmp = self.path.with_extension("json.tmp");
+        let file = match &self.identity {
+            Some(stream) => CheckpointFile::Identified {
+                stream: stream.clone(),
+                shards: self.done.clone(),
+            },
+            None => CheckpointFile::Plain(self.done.clone()),
+        };
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(&self.done)?)?;
+            std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(&file)?)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
             if let Some(dir) = self.path.parent() {
@@ -116,6 +178,8 @@ impl Checkpoints {
 struct Cursor {
     shard_id: String,
     iterator: Option<String>,
+    /// Open the shard again before the next read (its checkpoint was set aside).
+    reopen: bool,
     /// The last read found nothing and nothing behind the tip (or the shard is closed).
     at_end: bool,
 }
@@ -126,6 +190,8 @@ struct Poller<'a, H: Handler> {
     cfg: &'a PollConfig,
     stop: &'a AtomicBool,
     checkpoints: Checkpoints,
+    /// The stream being read, as `DescribeStreamSummary` tells it.
+    identity: StreamIdentity,
     cursors: Vec<Cursor>,
 }
 
@@ -139,14 +205,28 @@ pub async fn run(
 ) -> Result<(), String> {
     std::fs::create_dir_all(cfg.failed_dir())
         .map_err(|e| format!("cannot create {}: {e}", cfg.failed_dir().display()))?;
+    let identity = stream_identity(client, &cfg.stream).await?;
     let mut p = Poller {
         client,
         handler,
         cfg,
         stop,
         checkpoints: Checkpoints::load(cfg.checkpoint_path())?,
+        identity,
         cursors: Vec::new(),
     };
+    match p.checkpoints.identity.clone() {
+        Some(held) if held != p.identity => {
+            let why = format!(
+                "it is of another stream named {} ({} created at {}; now {} created at {}): \
+                 the stream was deleted and created again",
+                cfg.stream, held.arn, held.created_secs, p.identity.arn, p.identity.created_secs
+            );
+            p.set_checkpoints_aside(&why)?;
+        }
+        Some(_) => {}
+        None => p.checkpoints.identity = Some(p.identity.clone()),
+    }
     p.refresh_shards().await?;
     tracing::info!(
         stream = %cfg.stream,
@@ -193,7 +273,41 @@ async fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
     }
 }
 
+/// The stream's ARN and creation time.
+async fn stream_identity(client: &Client, stream: &str) -> Result<StreamIdentity, String> {
+    let out = client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .map_err(|e| format!("DescribeStreamSummary on {stream}: {}", describe(&e)))?;
+    let summary = out
+        .stream_description_summary()
+        .ok_or_else(|| format!("DescribeStreamSummary on {stream}: no description"))?;
+    Ok(StreamIdentity {
+        arn: summary.stream_arn().to_string(),
+        created_secs: summary.stream_creation_timestamp().secs(),
+    })
+}
+
 impl<H: Handler> Poller<'_, H> {
+    /// Sets the checkpoint file aside with one warning saying `why` and where every shard
+    /// starts now.
+    fn set_checkpoints_aside(&mut self, why: &str) -> Result<(), String> {
+        let aside = self.checkpoints.set_aside(self.identity.clone())?;
+        let from = match self.cfg.start {
+            StartAt::TrimHorizon => "trim-horizon",
+            StartAt::Latest => "latest",
+        };
+        tracing::warn!(
+            stream = %self.cfg.stream,
+            set_aside_as = %aside.display(),
+            from,
+            "checkpoint set aside: {why}; every shard starts at --from {from}"
+        );
+        self.checkpoints.save()
+    }
+
     /// Adds a cursor for every shard not yet known.
     async fn refresh_shards(&mut self) -> Result<(), String> {
         let ids = list_shards(self.client, &self.cfg.stream)
@@ -201,10 +315,11 @@ impl<H: Handler> Poller<'_, H> {
             .map_err(|e| format!("ListShards on {}: {e}", self.cfg.stream))?;
         for id in ids {
             if !self.cursors.iter().any(|c| c.shard_id == id) {
-                let iterator = self.open(&id).await?;
+                let iterator = self.open_or_set_aside(&id).await?;
                 self.cursors.push(Cursor {
                     shard_id: id,
                     iterator,
+                    reopen: false,
                     at_end: false,
                 });
             }
@@ -212,8 +327,9 @@ impl<H: Handler> Poller<'_, H> {
         Ok(())
     }
 
-    /// An iterator just after the shard's checkpoint, or at `cfg.start` without one.
-    async fn open(&self, shard_id: &str) -> Result<Option<String>, String> {
+    /// An iterator just after the shard's checkpoint, or at `cfg.start` without one; the inner
+    /// error says why the stream refused the checkpoint.
+    async fn open(&self, shard_id: &str) -> Result<Result<Option<String>, String>, String> {
         let mut call = self
             .client
             .get_shard_iterator()
@@ -228,18 +344,53 @@ impl<H: Handler> Poller<'_, H> {
                 StartAt::Latest => ShardIteratorType::Latest,
             }),
         };
-        let out = call.send().await.map_err(|e| {
-            format!(
+        match call.send().await {
+            Ok(out) => Ok(Ok(out.shard_iterator)),
+            // A sequence number this stream did not hand out: the checkpoint is of an earlier
+            // stream of the same name (one created in the same second as this one, so that
+            // its identity looked the same).
+            Err(e)
+                if self.checkpoints.done.contains_key(shard_id)
+                    && e.as_service_error()
+                        .is_some_and(|s| s.is_invalid_argument_exception()) =>
+            {
+                Ok(Err(format!(
+                    "the stream refuses its sequence number for {shard_id} ({})",
+                    describe(&e)
+                )))
+            }
+            Err(e) => Err(format!(
                 "GetShardIterator on {} {shard_id}: {}",
                 self.cfg.stream,
                 describe(&e)
-            )
-        })?;
-        Ok(out.shard_iterator)
+            )),
+        }
+    }
+
+    /// An iterator as `open` gives it; a checkpoint the stream refuses is set aside (for every
+    /// shard) and the shard opened again at `start`.
+    async fn open_or_set_aside(&mut self, shard_id: &str) -> Result<Option<String>, String> {
+        match self.open(shard_id).await? {
+            Ok(iterator) => Ok(iterator),
+            Err(why) => {
+                self.set_checkpoints_aside(&why)?;
+                for c in &mut self.cursors {
+                    c.iterator = None;
+                    c.reopen = true;
+                }
+                self.open(shard_id).await?.map_err(|why| {
+                    format!("GetShardIterator on {} {shard_id}: {why}", self.cfg.stream)
+                })
+            }
+        }
     }
 
     /// Reads one page of shard `i` and handles it; the number of records read.
     async fn poll_shard(&mut self, i: usize) -> Result<usize, String> {
+        if std::mem::take(&mut self.cursors[i].reopen) {
+            let id = self.cursors[i].shard_id.clone();
+            self.cursors[i].iterator = self.open_or_set_aside(&id).await?;
+        }
         let Some(iterator) = self.cursors[i].iterator.clone() else {
             return Ok(0);
         };
@@ -259,7 +410,7 @@ impl<H: Handler> Poller<'_, H> {
                     .is_some_and(|s| s.is_expired_iterator_exception());
                 tracing::warn!(stream = %self.cfg.stream, shard = %shard_id, error = %describe(&e), "GetRecords failed");
                 if expired {
-                    self.cursors[i].iterator = self.open(&shard_id).await?;
+                    self.cursors[i].iterator = self.open_or_set_aside(&shard_id).await?;
                 } else {
                     sleep_unless_stopped(Duration::from_secs(1), self.stop).await;
                 }

@@ -123,6 +123,29 @@ impl Kinesalite {
         });
     }
 
+    /// Deletes stream `name` and waits until it is gone (a stack replaced, a local stack
+    /// restarted, from a consumer's side).
+    pub fn delete_stream(&self, name: &str) {
+        self.runtime.block_on(async {
+            self.client
+                .delete_stream()
+                .stream_name(name)
+                .send()
+                .await
+                .unwrap();
+            while self
+                .client
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .is_ok()
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        });
+    }
+
     /// Puts one record on `name`.
     pub fn put_record(&self, name: &str, partition_key: &str, data: &[u8]) {
         self.runtime.block_on(async {
