@@ -39,6 +39,11 @@ fn send(b: &Beacon, n: usize) -> Vec<String> {
 }
 
 fn persist_to_end(k: &Kinesalite, db: &Dynalite, stream: &str, state: &Path) -> ExitStatus {
+    persist(k, db, stream, state).status().unwrap()
+}
+
+/// `beacon consume events` on `stream` into the table, until every shard is read to its end.
+fn persist(k: &Kinesalite, db: &Dynalite, stream: &str, state: &Path) -> Command {
     consume(&[
         "events",
         "--stream",
@@ -53,8 +58,6 @@ fn persist_to_end(k: &Kinesalite, db: &Dynalite, stream: &str, state: &Path) -> 
         state.to_str().unwrap(),
         "--stop-at-end",
     ])
-    .status()
-    .unwrap()
 }
 
 #[test]
@@ -175,23 +178,10 @@ fn a_polling_consumer_on_a_recreated_stream_sets_the_old_checkpoint_aside_and_go
         k.create_stream("events", 1);
         let ids = run(&format!("round-{round}"), 30);
         let log = tmp.path().join(format!("consume-{round}.log"));
-        let status = consume(&[
-            "events",
-            "--stream",
-            "events",
-            "--table",
-            TABLE,
-            "--kinesis-endpoint",
-            &k.endpoint(),
-            "--dynamodb-endpoint",
-            &db.endpoint(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--stop-at-end",
-        ])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .status()
-        .unwrap();
+        let status = persist(&k, &db, "events", &state)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .status()
+            .unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(status.success(), "round {round}: {text}");
         let warnings: Vec<&str> = text
