@@ -279,6 +279,8 @@ fn bind_all(addr: SocketAddr, shards: usize) -> Result<(Vec<OwnedFd>, SocketAddr
         socket.set_reuse_address(true).map_err(err)?;
         socket.bind(&bound.into()).map_err(err)?;
         socket.listen(LISTEN_BACKLOG).map_err(err)?;
+        // The shard accepts with accept4 until the backlog is empty (shard::accept_now).
+        socket.set_nonblocking(true).map_err(err)?;
         if bound.port() == 0 {
             bound = socket
                 .local_addr()

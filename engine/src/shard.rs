@@ -35,8 +35,12 @@ use crate::track::{spawn_receivers, MeshMsg, PendingTable, ShardCtx};
 const SHUTDOWN_POLL_MS: u64 = 20;
 /// Pause after a failed accept (for example out of file descriptors) before the next one.
 const ACCEPT_RETRY_MS: u64 = 10;
-/// Pause after each accept: the shortest timer, whose only purpose is a pass through the reactor.
+/// Pause after every `ACCEPTS_PER_PAUSE` accepts: the shortest timer, whose only purpose is a
+/// pass through the reactor.
 const ACCEPT_PAUSE: Duration = Duration::from_micros(1);
+/// Connections accepted back to back before the accept loop passes through the reactor.
+const ACCEPTS_PER_PAUSE: usize = 8;
+
 /// How often the accept loop reads the open-files limit again (it can change while running).
 const NOFILE_REREAD_MS: u64 = 100;
 /// At most one log line per this many seconds for a repeating accept failure or refusal.
@@ -163,7 +167,7 @@ async fn listen(
     // SAFETY: the fd is a bound, listening TCP socket that this shard now owns alone.
     let listening_fd = fd.as_raw_fd();
     let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
-    accept_loop(ctx, &listener, http, stop, kind).await;
+    accept_loop(ctx, &listener, listening_fd, http, stop, kind).await;
     // Stop listening now. Dropping the listener is not enough: the accept that the loop
     // abandoned still holds the socket inside the ring, and the kernel tears a ring down
     // after the process exits, so the port would go on taking connections (and, with
@@ -190,13 +194,46 @@ async fn drain(ctx: &ShardCtx) {
     ctx.batcher.close().await;
 }
 
+/// A connection waiting in `listening_fd`'s backlog, accepted without blocking (the socket is
+/// non-blocking, `bind_all`); `None` when none waits.
+///
+/// beacon accepts by itself first and leaves only the wait to glommio: glommio's accept
+/// (`TcpListener::accept`) wraps every `accept` in three `fcntl` calls (read the flags, set
+/// O_NONBLOCK, put them back), and the loop passed through the reactor for each connection:
+/// in a connect storm that was 4.7 `io_uring_enter` and 6.9 ring submissions a connection,
+/// against 0.8 and 2.0 now (BENCHMARKS.md).
+fn accept_now(listening_fd: i32) -> Option<std::io::Result<TcpStream>> {
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: accept4 on a listening socket this shard owns; null address pointers are allowed.
+    let fd = unsafe {
+        libc::accept4(
+            listening_fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            flags,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a connected TCP socket just accepted, owned by nothing else.
+        return Some(Ok(unsafe { TcpStream::from_raw_fd(fd) }));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => None,
+        _ => Some(Err(e)),
+    }
+}
+
 async fn accept_loop(
     ctx: &Rc<ShardCtx>,
     listener: &TcpListener,
+    listening_fd: i32,
     http: &Rc<http1::Builder>,
     stop: &Rc<Event>,
     kind: Listener,
 ) {
+    // Connections accepted since the loop last passed through the reactor.
+    let mut since_pause = 0;
     let accept_failed = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
     let refused = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
     let out_of_descriptors = LogEvery::new(Duration::from_secs(WARN_EVERY_SECS));
@@ -206,11 +243,18 @@ async fn accept_loop(
         if ctx.shared.is_stopping() {
             return;
         }
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            stopped.await;
-            None
-        })
-        .await;
+        let accepted = match accept_now(listening_fd) {
+            Some(now) => Some(now.map_err(glommio::GlommioError::from)),
+            // Nothing waits: glommio waits for the next one (and its reactor runs meanwhile).
+            None => {
+                since_pause = 0;
+                future::or(async { Some(listener.accept().await) }, async {
+                    stopped.await;
+                    None
+                })
+                .await
+            }
+        };
         let stream = match accepted {
             None => return,
             Some(Ok(s)) => s,
@@ -223,12 +267,17 @@ async fn accept_loop(
                 continue;
             }
         };
-        // glommio's accept returns at once while connections wait, and glommio polls for I/O
-        // only when no task is runnable (or at its 100 ms preemption tick): a loop that
-        // accepts without pause stalls every open connection. Waiting for a timer after each
-        // accept, whatever becomes of the connection (a flood of refused ones too), hands
-        // control back to the reactor, so reads on open connections complete between accepts.
-        glommio::timer::sleep(ACCEPT_PAUSE).await;
+        // Accepting returns at once while connections wait, and glommio polls for I/O only
+        // when no task is runnable (or at its 100 ms preemption tick): a loop that accepts
+        // without pause stalls every open connection. Waiting for a timer after every
+        // `ACCEPTS_PER_PAUSE` accepts, whatever becomes of the connections (a flood of
+        // refused ones too), hands control back to the reactor, so reads on open connections
+        // complete between batches.
+        since_pause += 1;
+        if since_pause >= ACCEPTS_PER_PAUSE {
+            since_pause = 0;
+            glommio::timer::sleep(ACCEPT_PAUSE).await;
+        }
         if now_ms().saturating_sub(ceiling.1) >= NOFILE_REREAD_MS {
             ceiling = (connection_descriptor_ceiling(), now_ms());
         }
