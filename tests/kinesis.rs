@@ -103,6 +103,33 @@ fn wait_for_sent(b: &Beacon, n: f64, within: Duration) {
     }
 }
 
+/// Without a region or credentials, reading a stream says which is missing and how to set it
+/// (it used to say "unreachable: could not send: other").
+#[test]
+fn a_missing_region_or_credentials_is_named() {
+    let tail = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(common::bin())
+            .args(["tail", "--kinesis-stream", "events", "--kinesis-endpoint"])
+            .arg("http://127.0.0.1:9")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", "/nonexistent")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let none = tail(&[]);
+    assert!(none.contains("no AWS region: set AWS_REGION"), "{none}");
+    let no_keys = tail(&[("AWS_REGION", "us-east-1")]);
+    assert!(
+        no_keys.contains("no AWS credentials") && no_keys.contains("AWS_ACCESS_KEY_ID=test"),
+        "{no_keys}"
+    );
+}
+
 #[test]
 fn every_event_arrives_once_in_both_formats() {
     let k = Kinesalite::start();

@@ -38,7 +38,8 @@ pub fn run(command: ConsumeCommand) -> Result<()> {
     runtime.block_on(async move {
         let kinesis =
             beacon_kinesis::reader::client(args.kinesis_endpoint.as_deref(), args.region.as_deref())
-                .await;
+                .await
+                .map_err(|e| anyhow!(e))?;
         let poll_cfg = poll_config(&args);
         match command {
             ConsumeCommand::Events {
@@ -47,8 +48,9 @@ pub fn run(command: ConsumeCommand) -> Result<()> {
                 create_table,
                 ..
             } => {
-                let client =
-                    persist::client(dynamodb_endpoint.as_deref(), args.region.as_deref()).await;
+                let client = persist::client(dynamodb_endpoint.as_deref(), args.region.as_deref())
+                    .await
+                    .map_err(|e| anyhow!(e))?;
                 let persister = Persister::new(client, &table);
                 if create_table && persister.create_table_if_missing().await.map_err(|e| anyhow!(e))? {
                     tracing::info!(table, "created the table");

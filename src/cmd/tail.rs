@@ -125,8 +125,13 @@ fn run_stream(args: &TailArgs, stream: &str) -> Result<()> {
     let mut lines = Lines::new(std::io::BufWriter::new(std::io::stdout().lock()));
     let mut write_err = None;
     let problems = std::cell::Cell::new(0usize);
+    let client = runtime
+        .block_on(reader::client(
+            args.kinesis_endpoint.as_deref(),
+            args.region.as_deref(),
+        ))
+        .map_err(|e| anyhow::anyhow!("cannot read Kinesis stream {stream}: {e}"))?;
     let result = runtime.block_on(async {
-        let client = reader::client(args.kinesis_endpoint.as_deref(), args.region.as_deref()).await;
         reader::read(
             &client,
             stream,

@@ -75,13 +75,13 @@ pub struct Persister {
 
 /// A DynamoDB client for `endpoint` (default: the region's) in `region` (default: the
 /// standard chain).
-pub async fn client(endpoint: Option<&str>, region: Option<&str>) -> Client {
-    let sdk = beacon_kinesis::reader::sdk_config(region).await;
+pub async fn client(endpoint: Option<&str>, region: Option<&str>) -> Result<Client, String> {
+    let sdk = beacon_kinesis::reader::sdk_config(region).await?;
     let mut conf = aws_sdk_dynamodb::config::Builder::from(&sdk);
     if let Some(endpoint) = endpoint {
         conf = conf.endpoint_url(endpoint);
     }
-    Client::from_conf(conf.build())
+    Ok(Client::from_conf(conf.build()))
 }
 
 impl Persister {

@@ -31,23 +31,51 @@ pub struct UserRecord {
 }
 
 /// A client for `endpoint` (default: the region's) in `region` (default: the standard chain).
-/// The SDK's own retries stay on: a reader may simply wait out a throttle.
-pub async fn client(endpoint: Option<&str>, region: Option<&str>) -> Client {
-    let sdk = sdk_config(region).await;
+/// The SDK's own retries stay on: a reader may simply wait out a throttle. Fails, naming what
+/// is missing, without a region or credentials (`sdk_config`).
+pub async fn client(endpoint: Option<&str>, region: Option<&str>) -> Result<Client, String> {
+    let sdk = sdk_config(region).await?;
     let mut conf = aws_sdk_kinesis::config::Builder::from(&sdk);
     if let Some(endpoint) = endpoint {
         conf = conf.endpoint_url(endpoint);
     }
-    Client::from_conf(conf.build())
+    Ok(Client::from_conf(conf.build()))
 }
 
-/// The AWS SDK settings from the standard chain, in `region` if given (for any service's client).
-pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+/// What to set when the standard chain finds no credentials; a local emulator checks that
+/// requests are signed, not by whom.
+pub const NO_CREDENTIALS_FIX: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a \
+     profile, or run with an IAM role); for kinesalite or dynalite any pair works: `export \
+     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+     AWS_EC2_METADATA_DISABLED=true`";
+
+/// The AWS SDK settings from the standard chain, in `region` if given (for any service's
+/// client), checked: without a region, or when the chain finds no credentials, the error says
+/// which is missing and how to set it, instead of the SDK's `could not send: other` at the
+/// first call.
+pub async fn sdk_config(region: Option<&str>) -> Result<aws_config::SdkConfig, String> {
+    use aws_sdk_kinesis::config::ProvideCredentials;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = region {
         loader = loader.region(aws_config::Region::new(region.to_string()));
     }
-    loader.load().await
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(
+            "no AWS region: set AWS_REGION (or pass --region, or kinesis.region for \
+                    serve; the reference's REGION works too)"
+                .into(),
+        );
+    }
+    let Some(credentials) = sdk.credentials_provider() else {
+        return Err(format!("no AWS credentials: {NO_CREDENTIALS_FIX}"));
+    };
+    if let Err(e) = credentials.provide_credentials().await {
+        return Err(format!(
+            "no AWS credentials found ({e}): {NO_CREDENTIALS_FIX}"
+        ));
+    }
+    Ok(sdk)
 }
 
 /// Errors of a read, with the service's code and message rather than the SDK's debug dump.

@@ -64,6 +64,10 @@ pub enum PreflightError {
     },
 }
 
+/// A connection cap the open-files limit shrinks the default to is said at info down to this
+/// many connections per shard (a tenth of the default), and as a warning below it.
+const FIT_QUIETLY_MIN: u64 = CONNECTIONS_DEFAULT as u64 / 10;
+
 /// Makes the open-files limit hold `shards` shards' connections plus beacon's own descriptors,
 /// raising the soft limit toward the hard one as needed. Returns the connection cap per shard:
 /// `configured` if set (and it fits), else the default or as many as the limit holds.
@@ -98,13 +102,28 @@ pub fn descriptors(shards: usize, configured: Option<usize>) -> Result<usize, Pr
             },
         });
     }
-    tracing::warn!(
-        shards,
-        nofile = have,
-        connections_per_shard_max = fit,
-        "the open-files limit holds {fit} connections per shard, not the default {CONNECTIONS_DEFAULT}: \
-         using that (raise `ulimit -n` or set connections_per_shard_max to choose)"
+    // The default sized to the machine is no fault of the user's: a line at info. A limit so
+    // low that the cap is a small fraction of the default is worth a warning.
+    let message = format_args!(
+        "the open-files limit holds {fit} connections per shard, not the default \
+         {CONNECTIONS_DEFAULT}: using that (raise `ulimit -n` or set connections_per_shard_max \
+         to choose)"
     );
+    if fit >= FIT_QUIETLY_MIN {
+        tracing::info!(
+            shards,
+            nofile = have,
+            connections_per_shard_max = fit,
+            "{message}"
+        );
+    } else {
+        tracing::warn!(
+            shards,
+            nofile = have,
+            connections_per_shard_max = fit,
+            "{message}"
+        );
+    }
     Ok(fit as usize)
 }
 
