@@ -111,7 +111,9 @@ async fn conditional_puts(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let client = persist::client(Some(&args.endpoint), Some("us-east-1")).await;
+    let client = persist::client(Some(&args.endpoint), Some("us-east-1"))
+        .await
+        .map_err(anyhow::Error::msg)?;
     let records = records(args.events);
     let p = Persister::new(client.clone(), &args.batch_table);
     println!("| way | pass | events | calls | seconds | events/s |");

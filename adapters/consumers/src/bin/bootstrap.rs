@@ -59,7 +59,7 @@ async fn main() -> Result<(), Error> {
         "events" => {
             let table = required("BEACON_TABLE", "the DynamoDB table of events")?;
             let endpoint = env("BEACON_DYNAMODB_ENDPOINT");
-            let client = persist::client(endpoint.as_deref(), None).await;
+            let client = persist::client(endpoint.as_deref(), None).await?;
             let persister = &Persister::new(client, table);
             lambda_runtime::run(service_fn(|e: LambdaEvent<KinesisEvent>| async move {
                 Ok::<_, Error>(lambda::handle(persister, e.payload).await)
