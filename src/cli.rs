@@ -216,20 +216,21 @@ pub struct RedisArgs {
 /// Flags override environment variables, which override the file, which overrides defaults.
 #[derive(Args, Clone, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file (see README "Configuration").
+    /// TOML configuration file; `beacon config check` prints every section and field with its
+    /// effective value. Flags and BEACON_* variables override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Listen address, e.g. 0.0.0.0:8080.
+    /// Listen address [default: 0.0.0.0:8080].
     #[arg(long)]
     pub listen: Option<String>,
     /// A separate address for /metrics, /health/ready and /health/check, e.g. 0.0.0.0:9090;
     /// the public listener then answers 404 to /metrics and /health/ready.
     #[arg(long)]
     pub admin_listen: Option<String>,
-    /// Number of shards (default: available cores).
+    /// Number of shards, one pinned executor each [default: one per available core].
     #[arg(long)]
     pub shards: Option<usize>,
-    /// Directory for the embedded sink's segment files.
+    /// Data directory: the segment files, or the Kinesis spool [default: ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Campaigns JSON file in the reference's format (default: the three sample programs).
@@ -238,18 +239,21 @@ pub struct ServeArgs {
     /// Add N synthetic campaigns (ids 1000000..) for benchmarks.
     #[arg(long)]
     pub synthetic_campaigns: Option<usize>,
-    /// owner | local.
+    /// How a request for a campaign another shard owns is served: read that shard's cache
+    /// (`local`) or forwarded to it (`owner`) [default: local].
     #[arg(long, value_parser = ["owner", "local"])]
     pub routing: Option<String>,
-    /// rkyv | protobuf.
+    /// How each event is encoded in the sink [default: rkyv].
     #[arg(long, value_parser = ["rkyv", "protobuf"])]
     pub record_format: Option<String>,
-    /// When to answer a tracking request: `accepted` (in the batch) or `durable` (its batch
-    /// written and synced); see README "Durability".
+    /// When a tracking request is answered: once its event is in the batch (`accepted`), or
+    /// once its batch is written and synced, so that a crash loses nothing answered (`durable`)
+    /// [default: accepted].
     #[arg(long, value_parser = ["accepted", "durable"])]
     pub ack: Option<String>,
-    /// Pin each shard to a CPU (true | false).
-    #[arg(long)]
+    /// Pin shard i to the i-th allowed CPU; `--pin-shards false` lets the kernel place them
+    /// [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
     pub pin_shards: Option<bool>,
     /// Core data in Redis: redis://[user:password@]host:port[/db] or rediss://…
     #[arg(long)]

@@ -217,7 +217,12 @@ impl Layers {
                 .collect();
             for (field, why) in refused {
                 table.remove(&field);
-                let name = field_name(section, &field);
+                // An unknown name is reported with the section it was written in: `[engine]`'s
+                // own fields are named bare elsewhere, but a misspelt one is found by its place.
+                let name = match why.starts_with("unknown field") {
+                    true => format!("{field}` in `[{section}]"),
+                    false => field_name(section, &field),
+                };
                 errors.push(format!("config field `{name}`: {why}"));
             }
         }
@@ -315,15 +320,46 @@ fn durable_needs(cfg: &Config) -> Option<FieldError> {
     })
 }
 
-/// The effective configuration as TOML.
 /// The effective configuration as TOML, with secrets (the Redis password, a password in the
-/// Redis URL) shown as `***`.
+/// Redis URL) shown as `***`, the shard count as it will be, and no empty section.
 pub fn render(cfg: &Config) -> Result<String> {
-    let shown = Config {
+    let mut shown = Config {
         redis: cfg.redis.shown(),
         ..cfg.clone()
     };
-    Ok(toml::to_string_pretty(&shown)?)
+    shown.engine.shards = Some(cfg.engine.shard_count());
+    let text = toml::to_string_pretty(&shown)?;
+    // A section with no field set (`[sidecar]` without a CPU) says nothing: leave it out.
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let header = line.starts_with('[');
+        let empty = lines
+            .peek()
+            .is_none_or(|next| next.is_empty() || next.starts_with('['));
+        if !(header && empty) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let sized_at_start: Vec<&str> = [
+        (
+            "connections_per_shard_max",
+            cfg.engine.connections_per_shard_max.is_none(),
+        ),
+        ("io_memory_bytes", cfg.engine.io_memory_bytes.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(field, unset)| unset.then_some(field))
+    .collect();
+    if !sized_at_start.is_empty() {
+        out.push_str(&format!(
+            "# unset, sized by `serve` at start from `ulimit -n` and `ulimit -l` (its log says the \
+             values): {}\n",
+            sized_at_start.join(", ")
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

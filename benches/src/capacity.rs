@@ -201,12 +201,16 @@ pub fn run(a: &CapacityArgs) -> Result<Outcome> {
     let mut rate = a.start_rps;
     let mut last_pass: Option<u64> = None;
     let mut first_fail: Option<u64> = None;
+    let mut capped = None;
     loop {
         if confirmed(rate, &mut steps)? {
             last_pass = Some(rate);
             match next_rate(rate, a.step_factor, a.max_rps) {
                 Some(r) => rate = r,
-                None => break,
+                None => {
+                    capped = Some(a.max_rps);
+                    break;
+                }
             }
         } else {
             first_fail = Some(rate);
@@ -239,6 +243,7 @@ pub fn run(a: &CapacityArgs) -> Result<Outcome> {
             events_per_request: s.events_per_request,
             bytes_per_event: s.bytes_per_event,
             batches_per_event: s.batches_per_event,
+            capped_by_max_rps: capped,
         },
         None => {
             crate::plot::write(&a.svg, &steps, a.slo_p99_ms, None)?;

@@ -103,6 +103,9 @@ pub struct Measured {
     pub bytes_per_event: f64,
     /// Sealed batches per event (each batch is one aggregated record per Kinesis shard it hits).
     pub batches_per_event: f64,
+    /// Every step passed up to `--max-rps`: the run stopped at the cap, not at the SLO, so
+    /// `slo_rps` is a lower bound.
+    pub capped_by_max_rps: Option<u64>,
 }
 
 /// What the user asked for.
@@ -283,7 +286,13 @@ pub fn plan(m: &Measured, goal: &Goal, prices: &Prices) -> Result<Plan> {
         provisioned_monthly: provisioned(agg_shards_for_bytes, agg_units),
         on_demand_monthly: on_demand(agg_records, agg_record_bytes),
     };
-    if per_core_slo_rps < per_core_cpu_rps * 0.5 {
+    if let Some(cap) = m.capped_by_max_rps {
+        warnings.push(format!(
+            "every step passed up to --max-rps {cap}: the run stopped at that cap, not at the SLO, \
+             so {per_core_slo_rps:.0} req/s per core is a lower bound (raise --max-rps to find \
+             the limit)"
+        ));
+    } else if per_core_slo_rps < per_core_cpu_rps * 0.5 {
         warnings.push(format!(
             "the SLO, not CPU, bounds a core here ({per_core_slo_rps:.0} req/s within the SLO vs \
              {per_core_cpu_rps:.0} at 100% CPU): when the load generator shares the engine's \
@@ -347,7 +356,24 @@ mod tests {
             events_per_request: 1.0,
             bytes_per_event: 164.0,
             batches_per_event: 1.0 / 500.0,
+            capped_by_max_rps: None,
         }
+    }
+
+    #[test]
+    fn a_run_stopped_by_max_rps_says_so_not_that_the_slo_bounds_it() {
+        let p = Prices::load(None).unwrap();
+        let capped = Measured {
+            capped_by_max_rps: Some(20_000),
+            ..measured()
+        };
+        let plan = plan(&capped, &goal(100_000.0), &p).unwrap();
+        assert!(
+            plan.warnings.iter().any(|w| w.contains("--max-rps 20000")),
+            "{:?}",
+            plan.warnings
+        );
+        assert!(!plan.warnings.iter().any(|w| w.contains("SLO, not CPU")));
     }
 
     fn goal(peak: f64) -> Goal {

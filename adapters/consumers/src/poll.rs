@@ -236,6 +236,7 @@ pub async fn run(
     );
     let mut listed = Instant::now();
     let mut reported = Instant::now();
+    let mut last_totals = handler.counters().to_string();
     while !stop.load(Ordering::Relaxed) {
         let mut new = 0;
         for i in 0..p.cursors.len() {
@@ -251,7 +252,12 @@ pub async fn run(
             listed = Instant::now();
         }
         if reported.elapsed() > Duration::from_secs(cfg.report_every_secs) {
-            tracing::info!(stream = %cfg.stream, totals = %handler.counters(), "progress");
+            // Only when something happened since the last line: an idle consumer stays quiet.
+            let totals = handler.counters().to_string();
+            if totals != last_totals {
+                tracing::info!(stream = %cfg.stream, totals = %totals, "progress");
+                last_totals = totals;
+            }
             reported = Instant::now();
         }
         if cfg.stop_at_end && p.cursors.iter().all(|c| c.at_end || c.iterator.is_none()) {
