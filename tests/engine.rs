@@ -1074,14 +1074,19 @@ fn out_of_descriptors_at_run_time_new_connections_close_and_the_sink_goes_on_wri
     assert_eq!(lost, 0, "{lost} of {} answered events lost", answered.len());
 }
 
-/// `beacon serve` under `strace -f -e trace=io_uring_setup`: the flags of every ring set up
-/// (`(flags, succeeded)`), as the kernel was asked for them, once the server is listening.
-fn ring_setups_under_strace(shards: &str, env: &[(&str, &str)]) -> Vec<(String, bool)> {
+/// `beacon serve` under `strace -f -e trace=TRACE`: runs `during` with the listening address,
+/// stops beacon (strace's child) and returns the trace.
+fn serve_under_strace(
+    trace_filter: &str,
+    shards: &str,
+    env: &[(&str, &str)],
+    during: impl FnOnce(&str),
+) -> String {
     use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
     let trace = tmp.path().join("trace");
     let mut cmd = std::process::Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", "trace=io_uring_setup", "-o"])
+    cmd.args(["-f", "-qq", "-e", &format!("trace={trace_filter}"), "-o"])
         .arg(&trace)
         .arg(common::bin())
         .args([
@@ -1103,16 +1108,22 @@ fn ring_setups_under_strace(shards: &str, env: &[(&str, &str)]) -> Vec<(String, 
     std::io::BufReader::new(strace.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.contains("listening"), "{line:?}");
-    // Every shard's rings exist before the listening line; stop beacon (strace's child).
+    let addr = common::listen_addr(&line);
+    during(&addr);
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).unwrap();
     for pid in children.split_whitespace() {
         unsafe { libc::kill(pid.parse().unwrap(), libc::SIGTERM) };
     }
     assert!(strace.wait().unwrap().success());
-    let text = std::fs::read_to_string(&trace).unwrap();
-    text.lines()
+    std::fs::read_to_string(&trace).unwrap()
+}
+
+/// The flags of every io_uring ring `beacon serve` sets up (`(flags, succeeded)`), as the kernel
+/// was asked for them, once the server is listening (every shard's rings exist by then).
+fn ring_setups_under_strace(shards: &str, env: &[(&str, &str)]) -> Vec<(String, bool)> {
+    serve_under_strace("io_uring_setup", shards, env, |_| {})
+        .lines()
         .filter(|l| l.contains("io_uring_setup("))
         .map(|l| {
             let flags = l.split("flags=").nth(1).unwrap().split(',').next().unwrap();
@@ -1162,6 +1173,63 @@ fn shard_rings_are_set_up_without_completion_interrupts() {
     );
     assert_eq!(b.metric(coop), 0.0);
     assert!(b.metric(interrupting) >= 4.0, "{}", b.metric(interrupting));
+}
+
+#[test]
+fn shards_park_with_a_fence_of_their_own_not_a_process_wide_barrier() {
+    // 200 requests one after another on 2 shards: a shard sleeps between them, and each sleep
+    // runs glommio's barrier. By default none reaches the kernel (only glommio's start-up query
+    // and registration do); with park_barrier = "membarrier" they do.
+    let requests = |addr: &str| {
+        let agent = ureq::Agent::new_with_defaults();
+        for _ in 0..200 {
+            let resp = agent.get(&format!("http://{addr}/event/212313")).call();
+            assert_eq!(resp.unwrap().status().as_u16(), 200);
+        }
+    };
+    let expedited = |trace: &str| {
+        trace
+            .lines()
+            .filter(|l| l.contains("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED,"))
+            .count()
+    };
+    let fenced = serve_under_strace("membarrier", "2", &[], requests);
+    assert!(
+        fenced.contains("MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED"),
+        "{fenced}"
+    );
+    assert_eq!(expedited(&fenced), 0, "{fenced}");
+    let env = [("BEACON_PARK_BARRIER", "membarrier")];
+    let process_wide = serve_under_strace("membarrier", "2", &env, requests);
+    assert!(expedited(&process_wide) >= 100, "{process_wide}");
+
+    // What /metrics and the start-up log say.
+    let fence = "beacon_shard_park_barriers_total{kind=\"fence\"}";
+    let membarrier = "beacon_shard_park_barriers_total{kind=\"membarrier\"}";
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let b = Beacon::start_logging(
+        &tmp.path().join("data"),
+        &["--shards", "2"],
+        &[],
+        Some(&log),
+    );
+    for _ in 0..50 {
+        assert_eq!(b.get("/event/212313", &[]).0, 200);
+    }
+    assert!(b.metric(fence) >= 25.0, "{}", b.metric(fence));
+    assert_eq!(b.metric(membarrier), 0.0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("shards park with a fence of their own"),
+        "{text}"
+    );
+    let b = Beacon::start(&["--shards", "2"], &env);
+    for _ in 0..50 {
+        assert_eq!(b.get("/event/212313", &[]).0, 200);
+    }
+    assert_eq!(b.metric(fence), 0.0);
+    assert!(b.metric(membarrier) >= 25.0, "{}", b.metric(membarrier));
 }
 
 #[test]

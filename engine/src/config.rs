@@ -35,6 +35,16 @@ pub const ADMIN_CONNECTIONS_PER_SHARD: usize = 16;
 /// The longest campaign id the engine accepts; longer ids are answered 400.
 pub const CAMPAIGN_ID_BYTES_MAX: usize = 128;
 
+/// The barrier before a shard sleeps (`park_barrier`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParkBarrier {
+    /// A full fence of the parking thread (x86_64; elsewhere as `Membarrier`).
+    Fence,
+    /// glommio's own `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`.
+    Membarrier,
+}
+
 /// How a request for a campaign owned by another shard is handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -214,6 +224,11 @@ pub struct EngineConfig {
     /// Default true; false is for comparison (BENCHMARKS.md). Needs Linux 5.19: an older kernel
     /// refuses the flag and the rings are made without it (one warning).
     pub io_uring_coop_taskrun: bool,
+    /// The memory barrier a shard runs before it sleeps: `fence` (its own full fence, x86_64) or
+    /// `membarrier` (glommio's process-wide barrier, an IPI to every other CPU running beacon).
+    /// Default `fence`; `membarrier` is for comparison (BENCHMARKS.md). Other targets than
+    /// x86_64 always use `membarrier` (`engine/src/sys/barrier.rs` says why).
+    pub park_barrier: ParkBarrier,
 }
 
 impl Default for EngineConfig {
@@ -246,6 +261,7 @@ impl Default for EngineConfig {
             io_memory_bytes: None,
             spin_before_park_us: 0,
             io_uring_coop_taskrun: true,
+            park_barrier: ParkBarrier::Fence,
         }
     }
 }

@@ -131,6 +131,8 @@ impl Metrics {
         let cpu = CpuClocks::new();
         r.register(Box::new(cpu.clone()))
             .expect("registered once per registry");
+        r.register(Box::new(crate::sys::ParkBarriersCollector::new()))
+            .expect("registered once per registry");
         r.register(Box::new(crate::sys::RingsCollector::new()))
             .expect("registered once per registry");
         let c = |name: &str, help: &str, labels: &[&str]| {

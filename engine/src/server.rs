@@ -10,14 +10,14 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{EngineConfig, FieldError};
+use crate::config::{EngineConfig, FieldError, ParkBarrier};
 use crate::metrics::Metrics;
 use crate::ports::{CoreDataSource, Sink};
 use crate::shard::{self, ShardError, ShardInputs};
 use crate::state::Shared;
 use crate::sys::{
-    allowed_cpus, descriptors, preflight, report_rings, want_coop_taskrun, DirLock, DirLockError,
-    PreflightError,
+    allowed_cpus, choose_park_barrier, descriptors, preflight, report_park_barrier, report_rings,
+    want_coop_taskrun, DirLock, DirLockError, PreflightError,
 };
 
 /// Connections the kernel queues per shard socket before the shard accepts them.
@@ -111,6 +111,7 @@ impl Server {
         let mesh = MeshBuilder::full(shards, cfg.mesh_channel_capacity);
         let cpus = allowed_cpus();
         want_coop_taskrun(cfg.io_uring_coop_taskrun);
+        choose_park_barrier(cfg.park_barrier == ParkBarrier::Fence);
         // Each shard says when its executor (and so its rings) exists, for the report below.
         let (started, shards_started) = std::sync::mpsc::sync_channel(shards);
         let mut handles = Vec::with_capacity(shards);
@@ -148,6 +149,7 @@ impl Server {
             }
         }
         report_rings(shards);
+        report_park_barrier();
         Ok(Server {
             _data_dir: data_dir,
             shared,

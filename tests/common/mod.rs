@@ -7,6 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The address in beacon's first line: `beacon listening on http://ADDR`, or the same words in a
+/// JSON object's message.
+pub fn listen_addr(line: &str) -> String {
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+                .next()
+        })
+        .unwrap_or_else(|| panic!("no listen line from beacon: {line:?}"))
+        .to_string()
+}
+
 pub struct Beacon {
     child: Option<Child>,
     pub addr: SocketAddr,
@@ -68,17 +81,7 @@ impl Beacon {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        // `beacon listening on http://ADDR`, or the same words in a JSON object's message.
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| {
-                rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',')
-                    .next()
-            })
-            .unwrap_or_else(|| panic!("no listen line from beacon: {line:?}"))
-            .parse()
-            .unwrap();
+        let addr = listen_addr(&line).parse().unwrap();
         Beacon {
             child: Some(child),
             addr,

@@ -1,8 +1,9 @@
 //! The engine's view of the operating system: start-up checks, CPU affinity, CPU clocks as
-//! metrics, rate-limited warnings, time limits on a shard's timers, and how io_uring rings are
-//! made (`rings`).
+//! metrics, rate-limited warnings, time limits on a shard's timers, how io_uring rings are
+//! made (`rings`), and the barrier a shard runs before it sleeps (`barrier`).
 
 mod affinity;
+mod barrier;
 mod clock;
 mod cpu_clock;
 mod dir_lock;
@@ -13,6 +14,7 @@ mod rings;
 mod time;
 
 pub use affinity::{allowed_cpus, pin_current_thread};
+pub use barrier::{choose_park_barrier, report_park_barrier, ParkBarriersCollector};
 pub use clock::{mono_ms, now_ms, reanchor, wall_ms};
 pub use cpu_clock::CpuClocks;
 pub use dir_lock::{DirLock, DirLockError};
