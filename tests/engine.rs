@@ -1074,7 +1074,7 @@ fn out_of_descriptors_at_run_time_new_connections_close_and_the_sink_goes_on_wri
     assert_eq!(lost, 0, "{lost} of {} answered events lost", answered.len());
 }
 
-/// `beacon serve` under `strace -f -e trace=TRACE`: runs `during` with the listening address,
+/// `beacon serve` under `strace -ff -e trace=TRACE`: runs `during` with the listening address,
 /// stops beacon (strace's child) and returns the trace.
 fn serve_under_strace(
     trace_filter: &str,
@@ -1086,7 +1086,8 @@ fn serve_under_strace(
     let tmp = tempfile::tempdir().unwrap();
     let trace = tmp.path().join("trace");
     let mut cmd = std::process::Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", &format!("trace={trace_filter}"), "-o"])
+    // -ff: one file a thread, so no call is split into `<unfinished ...>` and `resumed` lines.
+    cmd.args(["-ff", "-qq", "-e", &format!("trace={trace_filter}"), "-o"])
         .arg(&trace)
         .arg(common::bin())
         .args([
@@ -1116,7 +1117,25 @@ fn serve_under_strace(
         unsafe { libc::kill(pid.parse().unwrap(), libc::SIGTERM) };
     }
     assert!(strace.wait().unwrap().success());
-    std::fs::read_to_string(&trace).unwrap()
+    // `trace.TID` for each thread, the main thread's (the lowest id) first.
+    let mut files: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            let tid = path
+                .file_name()?
+                .to_str()?
+                .strip_prefix("trace.")?
+                .parse()
+                .ok()?;
+            Some((tid, path))
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|(_, path)| std::fs::read_to_string(path).unwrap())
+        .collect()
 }
 
 /// The flags of every io_uring ring `beacon serve` sets up (`(flags, succeeded)`), as the kernel
