@@ -50,16 +50,26 @@ pub const NO_CREDENTIALS_FIX: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCES
      AWS_EC2_METADATA_DISABLED=true`";
 
 /// The AWS SDK settings from the standard chain, in `region` if given (for any service's
-/// client), checked: without a region, or when the chain finds no credentials, the error says
-/// which is missing and how to set it, instead of the SDK's `could not send: other` at the
-/// first call.
+/// client), checked (`check_sdk_config`).
 pub async fn sdk_config(region: Option<&str>) -> Result<aws_config::SdkConfig, String> {
-    use aws_sdk_kinesis::config::ProvideCredentials;
+    let sdk = load_sdk_config(region).await;
+    check_sdk_config(&sdk).await?;
+    Ok(sdk)
+}
+
+/// The AWS SDK settings from the standard chain, in `region` if given, unchecked.
+pub async fn load_sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = region {
         loader = loader.region(aws_config::Region::new(region.to_string()));
     }
-    let sdk = loader.load().await;
+    loader.load().await
+}
+
+/// Without a region, or when the chain finds no credentials, an error that says which is
+/// missing and how to set it, instead of the SDK's `could not send: other` at the first call.
+pub async fn check_sdk_config(sdk: &aws_config::SdkConfig) -> Result<(), String> {
+    use aws_sdk_kinesis::config::ProvideCredentials;
     if sdk.region().is_none() {
         return Err(
             "no AWS region: set AWS_REGION (or pass --region, or kinesis.region for \
@@ -75,7 +85,7 @@ pub async fn sdk_config(region: Option<&str>) -> Result<aws_config::SdkConfig, S
             "no AWS credentials found ({e}): {NO_CREDENTIALS_FIX}"
         ));
     }
-    Ok(sdk)
+    Ok(())
 }
 
 /// Errors of a read, with the service's code and message rather than the SDK's debug dump.

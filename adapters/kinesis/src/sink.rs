@@ -58,21 +58,14 @@ impl KinesisSink {
         let sender_cfg = cfg.clone();
         let (m, h, e) = (metrics.clone(), healthy.clone(), last_error.clone());
         sidecar.spawn(async move {
-            let sdk = match crate::reader::sdk_config(sender_cfg.region.as_deref()).await {
-                Ok(sdk) => sdk,
-                Err(why) => {
-                    // Every call would fail with the SDK's "could not send: other": say what is
-                    // missing once, and on /health/ready. Events spool until it is fixed.
-                    tracing::error!(target: "beacon::kinesis", "Kinesis calls cannot work: {why}");
-                    h.store(false, Ordering::Release);
-                    *e.lock().expect("not poisoned") = why;
-                    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-                    if let Some(region) = &sender_cfg.region {
-                        loader = loader.region(aws_config::Region::new(region.clone()));
-                    }
-                    loader.load().await
-                }
-            };
+            let sdk = crate::reader::load_sdk_config(sender_cfg.region.as_deref()).await;
+            if let Err(why) = crate::reader::check_sdk_config(&sdk).await {
+                // Every call would fail with the SDK's "could not send: other": say what is
+                // missing once, and on /health/ready. Events spool until it is fixed.
+                tracing::error!(target: "beacon::kinesis", "Kinesis calls cannot work: {why}");
+                h.store(false, Ordering::Release);
+                *e.lock().expect("not poisoned") = why;
+            }
             // beacon retries records itself (only the failed ones, with full jitter).
             let mut conf = aws_sdk_kinesis::config::Builder::from(&sdk)
                 .retry_config(aws_config::retry::RetryConfig::disabled());
