@@ -1,5 +1,5 @@
-//! The whole configuration: `[engine]`, `[segments]`, `[campaigns]`, `[redis]`, `[kinesis]`,
-//! `[sidecar]` and `[log]`, layered.
+//! The whole configuration: `[engine]`, `[tracking]`, `[segments]`, `[campaigns]`, `[redis]`,
+//! `[kinesis]`, `[sidecar]` and `[log]`, layered.
 //!
 //! Later sources win: defaults, the TOML file (`--config`), environment variables, flags.
 //! `BEACON_<FIELD>` sets an `[engine]` field and `BEACON_<SECTION>_<FIELD>` a field of another
@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use beacon_engine::config::{field_name, Ack, CampaignsConfig, SegmentsConfig};
+use beacon_engine::config::{field_name, Ack, CampaignsConfig, SegmentsConfig, TrackingConfig};
 use beacon_engine::embedded::SegmentSink;
 use beacon_engine::{EngineConfig, FieldError};
 use beacon_kinesis::KinesisConfig;
@@ -33,6 +33,7 @@ pub struct SidecarConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub engine: EngineConfig,
+    pub tracking: TrackingConfig,
     pub segments: SegmentsConfig,
     pub campaigns: CampaignsConfig,
     pub redis: RedisConfig,
@@ -58,8 +59,9 @@ impl Overrides {
     }
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "engine",
+    "tracking",
     "segments",
     "campaigns",
     "redis",
@@ -86,6 +88,7 @@ fn known_fields(section: &str) -> Vec<String> {
                 "admin_listen",
             ],
         ),
+        "tracking" => (fields_of::<TrackingConfig>(), &[]),
         "segments" => (fields_of::<SegmentsConfig>(), &[]),
         "campaigns" => (fields_of::<CampaignsConfig>(), &["file"]),
         "redis" => (fields_of::<RedisConfig>(), &["url", "password"]),
@@ -255,6 +258,7 @@ fn type_error(section: &str, field: &str, value: &toml::Value) -> Option<String>
     }
     match section {
         "engine" => check::<EngineConfig>(field, value),
+        "tracking" => check::<TrackingConfig>(field, value),
         "segments" => check::<SegmentsConfig>(field, value),
         "campaigns" => check::<CampaignsConfig>(field, value),
         "redis" => check::<RedisConfig>(field, value),
@@ -275,7 +279,9 @@ pub fn load(file: Option<&PathBuf>, overrides: Overrides) -> Result<Config> {
     layers.apply_reference_env();
     // Fields of the wrong type are reported with the out-of-range ones of the rest.
     let mut lines = layers.take_type_errors();
-    let cfg = layers.into_config()?;
+    let mut cfg = layers.into_config()?;
+    // The engine reads `[tracking]` from its own config (which `validate` checks below).
+    cfg.engine.tracking = cfg.tracking.clone();
     lines.extend(validate(&cfg).iter().map(|e| e.to_string()));
     if !lines.is_empty() {
         bail!("invalid configuration:\n  {}", lines.join("\n  "));

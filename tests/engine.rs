@@ -822,45 +822,6 @@ fn the_port_is_closed_when_the_process_has_exited() {
     }
 }
 
-/// A size-limited filesystem (tmpfs) mounted for one test; unmounted when dropped.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(at).unwrap();
-        run_mount(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"], at);
-        SmallDisk(at.to_path_buf())
-    }
-
-    fn grow(&self, size: &str) {
-        run_mount(&["-o", &format!("remount,size={size}")], &self.0);
-    }
-}
-
-/// `mount ARGS AT`, which must succeed.
-fn run_mount(args: &[&str], at: &std::path::Path) {
-    let out = std::process::Command::new("mount")
-        .args(args)
-        .arg(at)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mount {args:?} {} failed (the disk-full test needs root, as scripts/test has): {}",
-        at.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// The data directory's disk fills under load: new events get 503 and `/health/ready` says
 /// which shards cannot write, no shard dies, and once there is room again every event that was
 /// answered 200 is stored, exactly once, in files that read back without a problem.
@@ -868,7 +829,7 @@ impl Drop for SmallDisk {
 fn a_full_disk_refuses_new_events_and_keeps_every_answered_one() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let tmp = tempfile::tempdir().unwrap();
-    let disk = SmallDisk::mount(&tmp.path().join("small"), "1m");
+    let disk = common::SmallDisk::mount(&tmp.path().join("small"), "1m");
     let dir = disk.0.join("data");
     let mut b = Beacon::start_in(
         &dir,

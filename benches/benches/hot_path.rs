@@ -39,6 +39,10 @@ fn event(c: &Campaign) -> Event<'_> {
         client_ip: "203.0.113.7",
         trace_id: "Root=1-6b0170dc-953ec6f7a7c349da9c4851c4",
         validated: true,
+        route: beacon_engine::model::EventRoute::Pixel,
+        event_type: "",
+        client_ts_ms: None,
+        props: "",
     }
 }
 

@@ -229,6 +229,10 @@ pub struct EngineConfig {
     /// Default `fence`; `membarrier` is for comparison (BENCHMARKS.md). Other targets than
     /// x86_64 always use `membarrier` (`engine/src/sys/barrier.rs` says why).
     pub park_barrier: ParkBarrier,
+    /// The `[tracking]` table: a section of its own in the file and the environment
+    /// (`BEACON_TRACKING_*`), handed to the engine here by whoever loads the configuration.
+    #[serde(skip)]
+    pub tracking: TrackingConfig,
 }
 
 impl Default for EngineConfig {
@@ -262,7 +266,68 @@ impl Default for EngineConfig {
             spin_before_park_us: 0,
             io_uring_coop_taskrun: true,
             park_barrier: ParkBarrier::Fence,
+            tracking: TrackingConfig::default(),
         }
+    }
+}
+
+/// `POST /events` and what browsers need of it (`[tracking]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// Largest `POST /events` body in bytes, after decompression; larger gets 413, and a gzip
+    /// body stops inflating here (a decompression bomb costs no more than this). Default
+    /// 65,536: the most a browser's `navigator.sendBeacon` queues, so no page needs more.
+    pub body_bytes_max: usize,
+    /// Most events in one `POST /events`; more gets 413 and nothing is taken. Default 100.
+    pub events_per_request_max: usize,
+    /// Largest `props` object of one event, in bytes of compact JSON; a larger one rejects
+    /// that event (the others are taken). Default 4,096: the event stays a small record.
+    pub props_bytes_max: usize,
+    /// Milliseconds a client has to send a whole `POST /events` body once its head is in;
+    /// slower gets 408. Default 10,000 (as `header_read_timeout_ms`).
+    pub body_read_timeout_ms: u64,
+    /// Origins whose pages may post events (CORS): exact origins (`https://shop.example`),
+    /// `*.example.com` (any subdomain of it, any scheme), or `*` (any). Default empty: no CORS
+    /// headers, so browsers refuse cross-origin posts (sendBeacon of `text/plain` still
+    /// arrives: it needs no CORS).
+    pub cors_origins: Vec<String>,
+    /// Percent of a shard's sink queue (`sink_queue_batches_max`) filled at which `POST
+    /// /events` gets 503 with `Retry-After`, while pixel and event GETs (which a browser never
+    /// retries) are admitted until the queue is full. Default 75; 100 treats both alike.
+    pub post_queue_high_water_percent: u64,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig {
+            body_bytes_max: 64 << 10,
+            events_per_request_max: 100,
+            props_bytes_max: 4 << 10,
+            body_read_timeout_ms: 10_000,
+            cors_origins: Vec::new(),
+            post_queue_high_water_percent: 75,
+        }
+    }
+}
+
+impl TrackingConfig {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut check = RangeCheck::new("tracking");
+        check.check("body_bytes_max", self.body_bytes_max as u64, 2, 16 << 20);
+        let events = self.events_per_request_max as u64;
+        check.check("events_per_request_max", events, 1, 10_000);
+        check.check("props_bytes_max", self.props_bytes_max as u64, 2, 1 << 20);
+        let body_ms = self.body_read_timeout_ms;
+        check.check("body_read_timeout_ms", body_ms, 10, 3_600_000);
+        let high = self.post_queue_high_water_percent;
+        check.check("post_queue_high_water_percent", high, 1, 100);
+        for origin in &self.cors_origins {
+            if let Err(why) = crate::http::check_origin_pattern(origin) {
+                check.fail("cors_origins", format_args!("{origin:?}"), why);
+            }
+        }
+        check.finish()
     }
 }
 
@@ -489,7 +554,13 @@ impl EngineConfig {
             0,
             1_000_000,
         );
-        check.finish()
+        let mut errors = check.finish().err().unwrap_or_default();
+        errors.extend(self.tracking.validate().err().unwrap_or_default());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn check_batch_limits(&self, check: &mut RangeCheck, limits: BatchLimits) {

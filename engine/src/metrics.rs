@@ -14,7 +14,9 @@ use crate::model::{BadId, Route};
 use crate::sys::CpuClocks;
 
 /// Statuses the engine itself answers with; anything else is counted as "other".
-const STATUSES: [u16; 11] = [200, 204, 400, 403, 404, 405, 408, 414, 431, 503, 500];
+const STATUSES: [u16; 13] = [
+    200, 204, 400, 403, 404, 405, 408, 413, 414, 415, 431, 503, 500,
+];
 
 /// Why an event was refused after its id passed validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,10 +59,22 @@ pub enum BadRequest {
     HeadTooLarge,
     /// hyper answered 400 (or closed): the bytes were not an HTTP/1 request.
     Malformed,
+    /// `POST /events`: the body is not JSON (or not UTF-8, or empty); nothing taken.
+    BodyNotJson,
+    /// `POST /events`: the body (inflated) is over `tracking.body_bytes_max`.
+    BodyTooLarge,
+    /// `POST /events`: more events than `tracking.events_per_request_max`.
+    TooManyEvents,
+    /// `POST /events`: the body did not arrive within `tracking.body_read_timeout_ms`.
+    BodyTimeout,
+    /// `POST /events`: a `Content-Type` other than JSON, text or NDJSON.
+    MediaType,
+    /// `POST /events`: a `Content-Encoding` other than gzip, or a corrupt gzip body.
+    ContentEncoding,
 }
 
 impl BadRequest {
-    pub const ALL: [BadRequest; 7] = [
+    pub const ALL: [BadRequest; 13] = [
         BadRequest::Id(BadId::Empty),
         BadRequest::Id(BadId::TooLong),
         BadRequest::Id(BadId::BadChar),
@@ -68,6 +82,12 @@ impl BadRequest {
         BadRequest::Method,
         BadRequest::HeadTooLarge,
         BadRequest::Malformed,
+        BadRequest::BodyNotJson,
+        BadRequest::BodyTooLarge,
+        BadRequest::TooManyEvents,
+        BadRequest::BodyTimeout,
+        BadRequest::MediaType,
+        BadRequest::ContentEncoding,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,6 +96,12 @@ impl BadRequest {
             BadRequest::Method => "method",
             BadRequest::HeadTooLarge => "head_too_large",
             BadRequest::Malformed => "malformed",
+            BadRequest::BodyNotJson => "body_not_json",
+            BadRequest::BodyTooLarge => "body_too_large",
+            BadRequest::TooManyEvents => "too_many_events",
+            BadRequest::BodyTimeout => "body_timeout",
+            BadRequest::MediaType => "media_type",
+            BadRequest::ContentEncoding => "content_encoding",
         }
     }
 }
@@ -106,6 +132,8 @@ pub struct Metrics {
     unvalidated: IntCounterVec,
     updates: IntCounterVec,
     event_bytes: IntCounterVec,
+    posted: IntCounterVec,
+    posts_shed: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -183,6 +211,8 @@ impl Metrics {
             unvalidated: c("beacon_events_unvalidated_total", "Events accepted without core data (on_core_data_unavailable = accept)", &["shard"]),
             updates: c("beacon_core_data_updates_total", "Pushed core data changes, by result (ignored: the cache held a newer version)", &["result", "shard"]),
             event_bytes: c("beacon_event_bytes_total", "Encoded bytes of the events accepted into batches (bytes per event = this / events accepted)", &["shard"]),
+            posted: c("beacon_posted_events_total", "Events in POST /events bodies, by outcome: accepted into a batch, or rejected alone (listed in the answer)", &["outcome", "shard"]),
+            posts_shed: c("beacon_posts_shed_total", "POST /events answered 503 because the sink queue passed tracking.post_queue_high_water_percent (GETs are still admitted)", &["shard"]),
             registry: r,
         }
     }
@@ -209,7 +239,7 @@ impl Metrics {
                         .collect()
                 })
                 .collect(),
-            latency: [Route::Event, Route::Pixel]
+            latency: [Route::Event, Route::Pixel, Route::Events]
                 .iter()
                 .map(|r| self.latency.with_label_values(&[r.as_str(), s]))
                 .collect(),
@@ -242,6 +272,9 @@ impl Metrics {
             updates_applied: self.updates.with_label_values(&["applied", s]),
             updates_ignored: self.updates.with_label_values(&["ignored", s]),
             event_bytes: self.event_bytes.with_label_values(&[s]),
+            posted_accepted: self.posted.with_label_values(&["accepted", s]),
+            posted_rejected: self.posted.with_label_values(&["rejected", s]),
+            posts_shed: self.posts_shed.with_label_values(&[s]),
         }
     }
 
@@ -288,6 +321,9 @@ pub struct ShardMetrics {
     pub updates_applied: IntCounter,
     pub updates_ignored: IntCounter,
     pub event_bytes: IntCounter,
+    posted_accepted: IntCounter,
+    posted_rejected: IntCounter,
+    pub posts_shed: IntCounter,
 }
 
 impl ShardMetrics {
@@ -307,6 +343,7 @@ impl ShardMetrics {
         match route {
             Route::Event => self.latency[0].observe(seconds),
             Route::Pixel => self.latency[1].observe(seconds),
+            Route::Events => self.latency[2].observe(seconds),
             _ => {}
         }
     }
@@ -318,6 +355,12 @@ impl ShardMetrics {
             .position(|x| *x == outcome)
             .unwrap_or(0);
         self.l1[i].inc();
+    }
+
+    /// Counts the events of one `POST /events`.
+    pub fn posted(&self, accepted: usize, rejected: usize) {
+        self.posted_accepted.inc_by(accepted as u64);
+        self.posted_rejected.inc_by(rejected as u64);
     }
 
     pub fn refused(&self, why: Refusal) {

@@ -249,3 +249,42 @@ impl Drop for Beacon {
         }
     }
 }
+
+/// A size-limited filesystem (tmpfs) mounted for one test; unmounted when dropped.
+pub struct SmallDisk(pub std::path::PathBuf);
+
+impl SmallDisk {
+    pub fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        run_mount(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"], at);
+        SmallDisk(at.to_path_buf())
+    }
+
+    pub fn grow(&self, size: &str) {
+        run_mount(&["-o", &format!("remount,size={size}")], &self.0);
+    }
+}
+
+/// `mount ARGS AT`, which must succeed.
+pub fn run_mount(args: &[&str], at: &std::path::Path) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .arg(at)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount {args:?} {} failed (the disk-full test needs root, as scripts/test has): {}",
+        at.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}

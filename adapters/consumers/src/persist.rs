@@ -12,7 +12,9 @@
 //! Attributes: the reference's (`id`, `customer_id`, `message_id`, `program_id`,
 //! `program_name`, `checksum`, `customer_name`, `user_agent`, `updated_at`), so its readers keep
 //! working, plus `valid`, and for beacon's own records `validated`, `received_at`, `client_ip`
-//! and `trace_id`. Empty strings are left out (the reference's table has no use for them).
+//! and `trace_id`, and where the event has them `route`, `event_type`, `client_ts` (ms since the
+//! epoch, the client's clock) and `props` (compact JSON text). Empty strings are left out (the
+//! reference's table has no use for them).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -311,8 +313,13 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
     it.insert("id".into(), AttributeValue::S(id.clone()));
     it.insert("message_id".into(), AttributeValue::S(id));
     s(&mut it, "updated_at", updated_at);
-    let (common, extra) = match &event {
-        DecodedEvent::V1(e) => (
+    // Version 1 records read as version 2 ones without the fields `POST /events` added.
+    let event = match event {
+        DecodedEvent::V1(e) => DecodedEvent::V2(e.into()),
+        other => other,
+    };
+    let (common, customer_id, valid) = match &event {
+        DecodedEvent::V2(e) => (
             [
                 &e.program_id,
                 &e.program_name,
@@ -320,7 +327,8 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
                 &e.customer_name,
                 &e.user_agent,
             ],
-            Some(e),
+            e.customer_id,
+            e.valid,
         ),
         DecodedEvent::Protobuf(e) => (
             [
@@ -330,8 +338,10 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
                 &e.customer_name,
                 &e.user_agent,
             ],
-            None,
+            e.customer_id,
+            e.valid,
         ),
+        DecodedEvent::V1(_) => unreachable!("read as version 2 above"),
     };
     if common[0].is_empty() {
         return Err("event without a program id".into());
@@ -346,21 +356,102 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
     for (name, value) in names.into_iter().zip(common) {
         s(&mut it, name, value);
     }
-    let (customer_id, valid) = match &event {
-        DecodedEvent::V1(e) => (e.customer_id, e.valid),
-        DecodedEvent::Protobuf(e) => (e.customer_id, e.valid),
-    };
     it.insert(
         "customer_id".into(),
         AttributeValue::N(customer_id.to_string()),
     );
     it.insert("valid".into(), AttributeValue::Bool(valid));
-    if let Some(e) = extra {
+    // Beacon's own fields: the protobuf format carries none of these four.
+    if let DecodedEvent::V2(e) = &event {
         it.insert("validated".into(), AttributeValue::Bool(e.validated));
         let received = SystemTime::UNIX_EPOCH + Duration::from_millis(e.received_at_ms);
         s(&mut it, "received_at", &rfc3339(received));
         s(&mut it, "client_ip", &e.client_ip);
         s(&mut it, "trace_id", &e.trace_id);
     }
+    // What `POST /events` added (version 2 records, and beacon's protobuf fields 9..=12).
+    let (route, event_type, client_ts_ms, props) = match &event {
+        DecodedEvent::V1(_) => unreachable!("read as version 2 above"),
+        DecodedEvent::V2(e) => (
+            beacon_engine::model::EventRoute::from_byte(e.route).map_or("", |r| r.as_str()),
+            &e.event_type[..],
+            e.client_ts_ms,
+            &e.props[..],
+        ),
+        DecodedEvent::Protobuf(e) => (
+            &e.route[..],
+            &e.event_type[..],
+            e.client_ts_ms,
+            &e.props[..],
+        ),
+    };
+    s(&mut it, "route", route);
+    s(&mut it, "event_type", event_type);
+    if let Some(ts) = client_ts_ms {
+        it.insert("client_ts".into(), AttributeValue::N(ts.to_string()));
+    }
+    s(&mut it, "props", props);
     Ok(it)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beacon_engine::config::RecordFormat;
+    use beacon_engine::model::{Campaign, Event, EventRoute};
+
+    /// A posted event's own fields reach the item in both formats; a pixel's item has none
+    /// of them but its route.
+    #[test]
+    fn posted_fields_become_attributes() {
+        let c = Campaign::unvalidated("212313");
+        let id = Uuid::parse_str("6f1c5b5e-8e53-4c3a-9a55-1f0d0c7c2b11").unwrap();
+        let posted = Event {
+            message_id: id,
+            campaign: &c,
+            user_agent: "ua",
+            received_at_ms: 1_764_700_000_000,
+            client_ip: "203.0.113.7",
+            trace_id: "t",
+            validated: true,
+            route: EventRoute::Post,
+            event_type: "conversion",
+            client_ts_ms: Some(1_764_699_999_000),
+            props: r#"{"value":12.5}"#,
+        };
+        let pixel = Event {
+            route: EventRoute::Pixel,
+            event_type: "",
+            client_ts_ms: None,
+            props: "",
+            ..posted
+        };
+        let attr = |it: &Item, k: &str| it.get(k).cloned();
+        for format in [RecordFormat::Rkyv, RecordFormat::Protobuf] {
+            let mut data = Vec::new();
+            posted.encode_into(format, &mut data);
+            let it = item(&data, "2026-01-01T00:00:00Z").unwrap();
+            assert_eq!(attr(&it, "id"), Some(AttributeValue::S(id.to_string())));
+            assert_eq!(attr(&it, "route"), Some(AttributeValue::S("post".into())));
+            assert_eq!(
+                attr(&it, "event_type"),
+                Some(AttributeValue::S("conversion".into()))
+            );
+            assert_eq!(
+                attr(&it, "client_ts"),
+                Some(AttributeValue::N("1764699999000".into()))
+            );
+            assert_eq!(
+                attr(&it, "props"),
+                Some(AttributeValue::S(r#"{"value":12.5}"#.into()))
+            );
+            let mut data = Vec::new();
+            pixel.encode_into(format, &mut data);
+            let it = item(&data, "2026-01-01T00:00:00Z").unwrap();
+            assert_eq!(attr(&it, "route"), Some(AttributeValue::S("pixel".into())));
+            for absent in ["event_type", "client_ts", "props"] {
+                assert!(!it.contains_key(absent), "{format:?}: {absent}");
+            }
+        }
+    }
 }

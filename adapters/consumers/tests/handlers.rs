@@ -44,6 +44,10 @@ fn events(n: usize, format: RecordFormat) -> Vec<(Uuid, Vec<u8>)> {
                 client_ip: "203.0.113.7",
                 trace_id: "Root=1-abc",
                 validated: true,
+                route: beacon_engine::model::EventRoute::Pixel,
+                event_type: "",
+                client_ts_ms: None,
+                props: "",
             };
             let mut out = Vec::new();
             e.encode_into(format, &mut out);

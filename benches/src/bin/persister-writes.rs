@@ -51,6 +51,10 @@ fn records(n: usize) -> Vec<InRecord> {
                 client_ip: "203.0.113.7",
                 trace_id: "Root=1-6b113b00-7839755702904ff39550a702",
                 validated: true,
+                route: beacon_engine::model::EventRoute::Pixel,
+                event_type: "",
+                client_ts_ms: None,
+                props: "",
             };
             let mut data = Vec::new();
             e.encode_into(RecordFormat::Rkyv, &mut data);

@@ -45,6 +45,8 @@ pub struct Batcher {
     scratch: RefCell<Vec<u8>>,
     next_seq: Cell<u64>,
     queue: RefCell<Option<LocalSender<SealedBatch>>>,
+    /// `sink_queue_batches_max`.
+    queue_capacity: usize,
     linger_kick: LocalSender<u64>,
     metrics: Rc<ShardMetrics>,
     healthy: Cell<bool>,
@@ -83,6 +85,7 @@ impl Batcher {
             scratch: RefCell::new(Vec::with_capacity(1024)),
             next_seq: Cell::new(1),
             queue: RefCell::new(Some(queue_tx)),
+            queue_capacity: cfg.sink_queue_batches_max,
             linger_kick: linger_tx,
             metrics: metrics.clone(),
             healthy: Cell::new(true),
@@ -95,6 +98,17 @@ impl Batcher {
         glommio::spawn_local(linger_loop(Rc::downgrade(&batcher), linger_rx)).detach();
         let writer = glommio::spawn_local(writer_loop(batcher.clone(), sink, queue_rx)).detach();
         (batcher, BatcherTasks { writer })
+    }
+
+    /// Whether sealed batches waiting for the sink fill at least `percent` % of the queue
+    /// (rounded up to a whole batch); true once the batcher is closed.
+    pub fn queue_at_least(&self, percent: u64) -> bool {
+        let queue = self.queue.borrow();
+        let Some(queue) = queue.as_ref() else {
+            return true;
+        };
+        let mark = (self.queue_capacity as u64 * percent).div_ceil(100).max(1);
+        queue.len() as u64 >= mark
     }
 
     /// False while the sink's last write failed.
@@ -345,6 +359,10 @@ mod tests {
                     client_ip: "127.0.0.1",
                     trace_id: "t",
                     validated: true,
+                    route: crate::model::EventRoute::Pixel,
+                    event_type: "",
+                    client_ts_ms: None,
+                    props: "",
                 };
                 match batcher.append(&event) {
                     Ok(_) => accepted.push(event.message_id),

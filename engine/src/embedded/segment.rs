@@ -375,6 +375,10 @@ mod tests {
                 client_ip: "127.0.0.1",
                 trace_id: "t",
                 validated: true,
+                route: crate::model::EventRoute::Pixel,
+                event_type: "",
+                client_ts_ms: None,
+                props: "",
             };
             let mut record = Vec::new();
             event.encode_into(RecordFormat::Rkyv, &mut record);

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /event/{id}` | 200 + the reference's event JSON; 404 `"ProgramId not found"`; 403 invalid |
 //! | `GET /pixel/{id}` | 204, or 200 + 1x1 GIF when `Accept` lists only images |
+//! | `POST /events` | 200 + `{"accepted": N, "rejected": [...]}` (`events`); `OPTIONS`: the CORS preflight |
 //! | `GET /health/check` | 200, empty (shallow, as the reference) |
 //! | `GET /health/ready` | 200 when every shard serves and every sink writes, else 503 |
 //! | `GET /metrics` | Prometheus text |
@@ -15,9 +16,12 @@
 //! (the public listener answers them 404), and the admin address serves nothing but the three
 //! admin routes; `/health/check` stays on both, for a load balancer's health check.
 
+mod events;
 mod request;
 mod response;
 mod rt;
+
+pub use events::check_origin_pattern;
 
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -83,6 +87,11 @@ pub async fn serve(
         (Route::Other, text(StatusCode::NOT_FOUND, "text/plain", why))
     } else if let Door::OverCap { .. } = door {
         over_cap_route(&ctx, &peer_ip, &req, started).await
+    } else if Route::of_path(req.uri().path()).0 == Route::Events {
+        (
+            Route::Events,
+            events::serve(&ctx, &peer_ip, req, started).await,
+        )
     } else {
         route(&ctx, &peer_ip, &req, started).await
     };

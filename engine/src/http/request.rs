@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, ACCEPT, USER_AGENT};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, USER_AGENT};
 use hyper::{Request, StatusCode};
 
 use super::{response, Resp};
@@ -44,43 +44,75 @@ pub(super) async fn track(
         );
     }
     let headers = req.headers();
-    // A missing or non-UTF-8 User-Agent never loses the event: empty, or lossily decoded.
-    let user_agent = headers
-        .get(USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()))
-        .unwrap_or_default();
-    let forwarded = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
-    let client_ip = client_ip(forwarded, ctx.shared.cfg().trusted_proxy_hops, peer_ip);
-    let given_trace = headers
-        .get(&TRACE_HEADER)
-        .filter(|v| !v.is_empty() && v.len() <= TRACE_ID_BYTES_MAX)
-        .and_then(|v| v.to_str().ok());
-    let new_trace;
-    let trace_id = match given_trace {
-        Some(t) => t,
-        None => {
-            new_trace = NewTraceId::new((wall_ms(at) / 1000) as u32);
-            new_trace.as_str()
-        }
-    };
+    let client = Client::of(ctx, headers, peer_ip, at);
     let image_only = route == Route::Pixel && accepts_only_images(headers.get(ACCEPT));
     let meta = Meta {
         route,
         id,
-        user_agent: &user_agent,
-        client_ip,
-        trace_id,
+        user_agent: &client.user_agent,
+        client_ip: client.ip,
+        trace_id: client.trace_id(),
         image_only,
         at,
         // `HEAD` is answered as `GET` is, without an event: link prefetchers and monitors
         // send it, and their requests are no impressions.
         record: req.method() != hyper::Method::HEAD,
+        posted: crate::track::Posted::NONE,
     };
     let mut resp = response::reply(ctx.track(&meta).await);
-    if let Ok(v) = HeaderValue::from_str(trace_id) {
-        resp.headers_mut().insert(TRACE_HEADER, v);
-    }
+    client.echo_trace(&mut resp);
     resp
+}
+
+/// What a tracking request's head says of its client: user agent, address, trace id.
+pub(super) struct Client<'a> {
+    /// A missing or non-UTF-8 User-Agent never loses the event: empty, or lossily decoded.
+    pub user_agent: std::borrow::Cow<'a, str>,
+    pub ip: &'a str,
+    trace: Trace<'a>,
+}
+
+enum Trace<'a> {
+    Given(&'a str),
+    New(NewTraceId),
+}
+
+impl<'a> Client<'a> {
+    pub fn of(ctx: &ShardCtx, headers: &'a HeaderMap, peer_ip: &'a str, at: Instant) -> Self {
+        let user_agent = headers
+            .get(USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .unwrap_or_default();
+        let forwarded = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+        let ip = client_ip(forwarded, ctx.shared.cfg().trusted_proxy_hops, peer_ip);
+        let given = headers
+            .get(&TRACE_HEADER)
+            .filter(|v| !v.is_empty() && v.len() <= TRACE_ID_BYTES_MAX)
+            .and_then(|v| v.to_str().ok());
+        let trace = match given {
+            Some(t) => Trace::Given(t),
+            None => Trace::New(NewTraceId::new((wall_ms(at) / 1000) as u32)),
+        };
+        Client {
+            user_agent,
+            ip,
+            trace,
+        }
+    }
+
+    pub fn trace_id(&self) -> &str {
+        match &self.trace {
+            Trace::Given(t) => t,
+            Trace::New(t) => t.as_str(),
+        }
+    }
+
+    /// Puts the trace id on the response.
+    pub fn echo_trace(&self, resp: &mut Resp) {
+        if let Ok(v) = HeaderValue::from_str(self.trace_id()) {
+            resp.headers_mut().insert(TRACE_HEADER, v);
+        }
+    }
 }
 
 /// Bytes of a generated trace id: `Root=1-` + 8 hex + `-` + 24 hex.

@@ -1,10 +1,12 @@
 //! The tracking event: what one accepted request produces, and its encodings.
 //!
-//! - `rkyv` records: a 4-byte header (`b"BK"`, format version as u16 LE) and an rkyv archive
-//!   of `EventV1`. A schema change adds `EventV2` with a new version number; `decode` keeps
-//!   reading every version ever written.
-//! - `protobuf` records: the reference's `TrackingEvent`, byte-compatible with its consumers
-//!   (field numbers from the reference; fields it does not have are not sent).
+//! - `rkyv` records: a 4-byte header (`b"BK"`, format version as u16 LE) and an rkyv archive.
+//!   Version 2 (`EventV2`, written today) adds the route, the event type, the client's time and
+//!   the user's own properties to version 1 (`EventV1`, written before `POST /events`);
+//!   `decode` keeps reading every version ever written.
+//! - `protobuf` records: the reference's `TrackingEvent`, byte-compatible with its consumers:
+//!   its eight fields keep their numbers, beacon's own come after them (9..=12), and a proto3
+//!   reader skips fields it does not know.
 //! - The HTTP response body of `/event`: the reference's JSON, in its field order.
 
 use rkyv::munge::munge;
@@ -21,6 +23,8 @@ use crate::model::Campaign;
 pub const RKYV_MAGIC: [u8; 2] = *b"BK";
 /// Version of `EventV1` records.
 pub const EVENT_V1: u16 = 1;
+/// Version of `EventV2` records, the ones written today.
+pub const EVENT_V2: u16 = 2;
 /// Bytes of the rkyv record header: magic + version.
 pub const RKYV_HEADER_BYTES: usize = 4;
 
@@ -35,6 +39,43 @@ pub struct Event<'a> {
     /// False when the campaign could not be checked (core data unavailable and the engine is
     /// configured to accept anyway).
     pub validated: bool,
+    /// The route the event came by.
+    pub route: EventRoute,
+    /// The client's name for the event (`POST /events`' `type`); empty for the GET routes.
+    pub event_type: &'a str,
+    /// The client's own clock, ms since the Unix epoch (`ts`), kept beside `received_at_ms`.
+    pub client_ts_ms: Option<u64>,
+    /// The user's own fields as compact JSON object text (`props`); empty when none.
+    pub props: &'a str,
+}
+
+/// The route an event came by, as stored (one byte in rkyv records, a name elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EventRoute {
+    /// `GET /pixel/{id}`.
+    Pixel = 1,
+    /// `GET /event/{id}`.
+    Event = 2,
+    /// `POST /events`.
+    Post = 3,
+}
+
+impl EventRoute {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventRoute::Pixel => "pixel",
+            EventRoute::Event => "event",
+            EventRoute::Post => "post",
+        }
+    }
+
+    /// The route stored as `byte`; `None` for a byte no version ever wrote.
+    pub fn from_byte(byte: u8) -> Option<EventRoute> {
+        [EventRoute::Pixel, EventRoute::Event, EventRoute::Post]
+            .into_iter()
+            .find(|r| *r as u8 == byte)
+    }
 }
 
 /// Version 1 of beacon's own event record.
@@ -54,6 +95,76 @@ pub struct EventV1 {
     pub received_at_ms: u64,
     pub client_ip: String,
     pub trace_id: String,
+}
+
+/// Version 2 of beacon's own event record: version 1's fields, then what `POST /events` added.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Serialize)]
+pub struct EventV2 {
+    #[serde(serialize_with = "uuid_string")]
+    pub message_id: [u8; 16],
+    pub program_id: String,
+    pub program_name: String,
+    pub checksum: String,
+    pub customer_id: i32,
+    pub customer_name: String,
+    pub valid: bool,
+    pub validated: bool,
+    pub user_agent: String,
+    /// Milliseconds since the Unix epoch.
+    pub received_at_ms: u64,
+    pub client_ip: String,
+    pub trace_id: String,
+    /// `EventRoute` as its byte.
+    #[serde(serialize_with = "route_name")]
+    pub route: u8,
+    /// Empty for the GET routes.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ts_ms: Option<u64>,
+    /// Compact JSON object text; empty when the client sent none.
+    #[serde(skip_serializing_if = "String::is_empty", serialize_with = "raw_json")]
+    pub props: String,
+}
+
+impl From<EventV1> for EventV2 {
+    /// A version 1 record in version 2's shape: no route (byte 0, which no route has), type,
+    /// client time or props.
+    fn from(e: EventV1) -> EventV2 {
+        EventV2 {
+            message_id: e.message_id,
+            program_id: e.program_id,
+            program_name: e.program_name,
+            checksum: e.checksum,
+            customer_id: e.customer_id,
+            customer_name: e.customer_name,
+            valid: e.valid,
+            validated: e.validated,
+            user_agent: e.user_agent,
+            received_at_ms: e.received_at_ms,
+            client_ip: e.client_ip,
+            trace_id: e.trace_id,
+            route: 0,
+            event_type: String::new(),
+            client_ts_ms: None,
+            props: String::new(),
+        }
+    }
+}
+
+fn route_name<S: serde::Serializer>(route: &u8, s: S) -> Result<S::Ok, S::Error> {
+    match EventRoute::from_byte(*route) {
+        Some(r) => s.serialize_str(r.as_str()),
+        None => s.serialize_u8(*route),
+    }
+}
+
+/// `props` printed as the JSON it is; text that is not JSON (a corrupt record) as a string.
+fn raw_json<S: serde::Serializer>(props: &str, s: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<&serde_json::value::RawValue>(props) {
+        Ok(raw) => raw.serialize(s),
+        Err(_) => s.serialize_str(props),
+    }
 }
 
 fn uuid_string<S: serde::Serializer>(id: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
@@ -79,12 +190,21 @@ pub struct TrackingEvent {
     pub is_valid: bool,
     #[prost(string, tag = "8")]
     pub message_id: String,
+    /// beacon's own fields, numbered after the reference's: its consumers skip them.
+    #[prost(string, tag = "9")]
+    pub event_type: String,
+    #[prost(uint64, optional, tag = "10")]
+    pub client_ts_ms: Option<u64>,
+    #[prost(string, tag = "11")]
+    pub props: String,
+    #[prost(string, tag = "12")]
+    pub route: String,
 }
 
-/// `EventV1` borrowed from an `Event`: it archives to exactly `ArchivedEventV1`, byte for byte
-/// what `EventV1` archives to (a test holds the two together), without first copying seven
-/// strings into an owned `EventV1`. This runs once per accepted request.
-struct EventV1Ref<'a> {
+/// `EventV2` borrowed from an `Event`: it archives to exactly `ArchivedEventV2`, byte for byte
+/// what `EventV2` archives to (a test holds the two together), without first copying nine
+/// strings into an owned `EventV2`. This runs once per accepted request.
+struct EventV2Ref<'a> {
     message_id: [u8; 16],
     program_id: &'a str,
     program_name: &'a str,
@@ -97,10 +217,14 @@ struct EventV1Ref<'a> {
     received_at_ms: u64,
     client_ip: &'a str,
     trace_id: &'a str,
+    route: u8,
+    event_type: &'a str,
+    client_ts_ms: Option<u64>,
+    props: &'a str,
 }
 
-/// Where each string of an `EventV1Ref` was written.
-struct EventV1RefResolver {
+/// Where each string of an `EventV2Ref` was written.
+struct EventV2RefResolver {
     program_id: StringResolver,
     program_name: StringResolver,
     checksum: StringResolver,
@@ -108,16 +232,19 @@ struct EventV1RefResolver {
     user_agent: StringResolver,
     client_ip: StringResolver,
     trace_id: StringResolver,
+    event_type: StringResolver,
+    props: StringResolver,
 }
 
-impl rkyv::Archive for EventV1Ref<'_> {
-    type Archived = ArchivedEventV1;
-    type Resolver = EventV1RefResolver;
+impl rkyv::Archive for EventV2Ref<'_> {
+    type Archived = ArchivedEventV2;
+    type Resolver = EventV2RefResolver;
 
-    fn resolve(&self, r: Self::Resolver, out: Place<ArchivedEventV1>) {
-        munge!(let ArchivedEventV1 {
+    fn resolve(&self, r: Self::Resolver, out: Place<ArchivedEventV2>) {
+        munge!(let ArchivedEventV2 {
             message_id, program_id, program_name, checksum, customer_id, customer_name, valid,
-            validated, user_agent, received_at_ms, client_ip, trace_id,
+            validated, user_agent, received_at_ms, client_ip, trace_id, route, event_type,
+            client_ts_ms, props,
         } = out);
         self.message_id.resolve([(); 16], message_id);
         ArchivedString::resolve_from_str(self.program_id, r.program_id, program_id);
@@ -131,18 +258,23 @@ impl rkyv::Archive for EventV1Ref<'_> {
         self.received_at_ms.resolve((), received_at_ms);
         ArchivedString::resolve_from_str(self.client_ip, r.client_ip, client_ip);
         ArchivedString::resolve_from_str(self.trace_id, r.trace_id, trace_id);
+        self.route.resolve((), route);
+        ArchivedString::resolve_from_str(self.event_type, r.event_type, event_type);
+        self.client_ts_ms
+            .resolve(self.client_ts_ms.map(|_| ()), client_ts_ms);
+        ArchivedString::resolve_from_str(self.props, r.props, props);
     }
 }
 
-impl<S> rkyv::Serialize<S> for EventV1Ref<'_>
+impl<S> rkyv::Serialize<S> for EventV2Ref<'_>
 where
     S: Fallible + rkyv::ser::Writer + ?Sized,
     S::Error: rkyv::rancor::Source,
     str: rkyv::SerializeUnsized<S>,
 {
-    /// The strings in field order, as the derived `Serialize` of `EventV1` writes them.
-    fn serialize(&self, s: &mut S) -> Result<EventV1RefResolver, S::Error> {
-        Ok(EventV1RefResolver {
+    /// The strings in field order, as the derived `Serialize` of `EventV2` writes them.
+    fn serialize(&self, s: &mut S) -> Result<EventV2RefResolver, S::Error> {
+        Ok(EventV2RefResolver {
             program_id: ArchivedString::serialize_from_str(self.program_id, s)?,
             program_name: ArchivedString::serialize_from_str(self.program_name, s)?,
             checksum: ArchivedString::serialize_from_str(self.checksum, s)?,
@@ -150,6 +282,8 @@ where
             user_agent: ArchivedString::serialize_from_str(self.user_agent, s)?,
             client_ip: ArchivedString::serialize_from_str(self.client_ip, s)?,
             trace_id: ArchivedString::serialize_from_str(self.trace_id, s)?,
+            event_type: ArchivedString::serialize_from_str(self.event_type, s)?,
+            props: ArchivedString::serialize_from_str(self.props, s)?,
         })
     }
 }
@@ -175,8 +309,8 @@ impl<E> rkyv::ser::Writer<E> for After<'_> {
 }
 
 impl Event<'_> {
-    fn v1_ref(&self) -> EventV1Ref<'_> {
-        EventV1Ref {
+    fn v2_ref(&self) -> EventV2Ref<'_> {
+        EventV2Ref {
             message_id: *self.message_id.as_bytes(),
             program_id: &self.campaign.program_id,
             program_name: &self.campaign.program_name,
@@ -189,6 +323,10 @@ impl Event<'_> {
             received_at_ms: self.received_at_ms,
             client_ip: self.client_ip,
             trace_id: self.trace_id,
+            route: self.route as u8,
+            event_type: self.event_type,
+            client_ts_ms: self.client_ts_ms,
+            props: self.props,
         }
     }
 
@@ -197,10 +335,10 @@ impl Event<'_> {
         match format {
             RecordFormat::Rkyv => {
                 out.extend_from_slice(&RKYV_MAGIC);
-                out.extend_from_slice(&EVENT_V1.to_le_bytes());
+                out.extend_from_slice(&EVENT_V2.to_le_bytes());
                 let start = out.len();
                 rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(
-                    &self.v1_ref(),
+                    &self.v2_ref(),
                     After { out, start },
                 )
                 .expect("serializing to memory cannot fail");
@@ -215,6 +353,10 @@ impl Event<'_> {
                     customer_name: self.campaign.customer_name.clone(),
                     is_valid: self.campaign.valid,
                     message_id: self.message_id.hyphenated().to_string(),
+                    event_type: self.event_type.to_owned(),
+                    client_ts_ms: self.client_ts_ms,
+                    props: self.props.to_owned(),
+                    route: self.route.as_str().to_owned(),
                 };
                 prost::Message::encode(&pb, out).expect("a Vec grows as needed");
             }
@@ -256,6 +398,7 @@ impl Event<'_> {
 #[serde(untagged)]
 pub enum DecodedEvent {
     V1(EventV1),
+    V2(EventV2),
     Protobuf(TrackingEventJson),
 }
 
@@ -271,12 +414,21 @@ pub struct TrackingEventJson {
     pub customer_name: String,
     pub message_id: String,
     pub valid: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub route: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ts_ms: Option<u64>,
+    #[serde(skip_serializing_if = "String::is_empty", serialize_with = "raw_json")]
+    pub props: String,
 }
 
 impl DecodedEvent {
     pub fn message_id(&self) -> String {
         match self {
             DecodedEvent::V1(e) => Uuid::from_bytes(e.message_id).hyphenated().to_string(),
+            DecodedEvent::V2(e) => Uuid::from_bytes(e.message_id).hyphenated().to_string(),
             DecodedEvent::Protobuf(e) => e.message_id.clone(),
         }
     }
@@ -308,15 +460,14 @@ pub fn decode(format: RecordFormat, bytes: &[u8]) -> Result<DecodedEvent, Decode
                 return Err(DecodeError::Magic(magic));
             }
             match u16::from_le_bytes([bytes[2], bytes[3]]) {
-                EVENT_V1 => {
-                    // rkyv reads in place but needs its buffer aligned; records inside a batch
-                    // are not, so copy into an aligned buffer first.
-                    let mut aligned = rkyv::util::AlignedVec::<16>::new();
-                    aligned.extend_from_slice(&bytes[RKYV_HEADER_BYTES..]);
-                    rkyv::from_bytes::<EventV1, rkyv::rancor::Error>(&aligned)
-                        .map(DecodedEvent::V1)
-                        .map_err(|e| DecodeError::Rkyv(e.to_string()))
-                }
+                // rkyv reads in place but needs its buffer aligned; records inside a batch
+                // are not, so each is copied into an aligned buffer first.
+                EVENT_V1 => rkyv::from_bytes::<EventV1, rkyv::rancor::Error>(&aligned(bytes))
+                    .map(DecodedEvent::V1)
+                    .map_err(|e| DecodeError::Rkyv(e.to_string())),
+                EVENT_V2 => rkyv::from_bytes::<EventV2, rkyv::rancor::Error>(&aligned(bytes))
+                    .map(DecodedEvent::V2)
+                    .map_err(|e| DecodeError::Rkyv(e.to_string())),
                 v => Err(DecodeError::Version(v)),
             }
         }
@@ -331,9 +482,20 @@ pub fn decode(format: RecordFormat, bytes: &[u8]) -> Result<DecodedEvent, Decode
                 customer_name: pb.customer_name,
                 message_id: pb.message_id,
                 valid: pb.is_valid,
+                route: pb.route,
+                event_type: pb.event_type,
+                client_ts_ms: pb.client_ts_ms,
+                props: pb.props,
             }))
         }
     }
+}
+
+/// The archive after a record's header, in a buffer aligned as rkyv needs.
+fn aligned(record: &[u8]) -> rkyv::util::AlignedVec<16> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(&record[RKYV_HEADER_BYTES..]);
+    aligned
 }
 
 /// Decodes a record of either format: rkyv records start with their header (a protobuf record
@@ -374,6 +536,10 @@ mod tests {
             client_ip: "10.0.0.1",
             trace_id: "Root=1-5759e988-bd862e3fe1be46a994272793",
             validated: true,
+            route: EventRoute::Event,
+            event_type: "",
+            client_ts_ms: None,
+            props: "",
         }
     }
 
@@ -387,8 +553,8 @@ mod tests {
         );
     }
 
-    fn owned_v1(e: &Event<'_>) -> EventV1 {
-        EventV1 {
+    fn owned_v2(e: &Event<'_>) -> EventV2 {
+        EventV2 {
             message_id: *e.message_id.as_bytes(),
             program_id: e.campaign.program_id.clone(),
             program_name: e.campaign.program_name.clone(),
@@ -401,21 +567,36 @@ mod tests {
             received_at_ms: e.received_at_ms,
             client_ip: e.client_ip.to_owned(),
             trace_id: e.trace_id.to_owned(),
+            route: e.route as u8,
+            event_type: e.event_type.to_owned(),
+            client_ts_ms: e.client_ts_ms,
+            props: e.props.to_owned(),
         }
     }
 
     #[test]
     fn borrowed_records_are_the_owned_records_byte_for_byte() {
         let mut c = sample();
-        for (name, ua) in [
-            ("", ""),
-            ("12345678", "123456789"),
-            ("program2", &"u".repeat(300)[..]),
+        let long_props = format!(r#"{{"k":"{}"}}"#, "p".repeat(200));
+        for (name, ua, kind, ts, props) in [
+            ("", "", "", None, ""),
+            ("12345678", "123456789", "click", Some(1), "{}"),
+            (
+                "program2",
+                &"u".repeat(300)[..],
+                "conversion.v2",
+                Some(u64::MAX),
+                &long_props[..],
+            ),
         ] {
             c.program_name = name.to_string();
             let mut e = event(&c);
             e.user_agent = ua;
-            let owned = rkyv::to_bytes::<rkyv::rancor::Error>(&owned_v1(&e)).unwrap();
+            e.event_type = kind;
+            e.client_ts_ms = ts;
+            e.props = props;
+            e.route = EventRoute::Post;
+            let owned = rkyv::to_bytes::<rkyv::rancor::Error>(&owned_v2(&e)).unwrap();
             let mut borrowed = vec![0xAA, 0xBB, 0xCC]; // an odd start, as inside a batch
             e.encode_into(RecordFormat::Rkyv, &mut borrowed);
             assert_eq!(
@@ -432,11 +613,12 @@ mod tests {
         let mut buf = vec![0xAA]; // records sit at odd offsets inside batches
         event(&c).encode_into(RecordFormat::Rkyv, &mut buf);
         let decoded = decode(RecordFormat::Rkyv, &buf[1..]).unwrap();
-        let DecodedEvent::V1(v1) = &decoded else {
+        let DecodedEvent::V2(v2) = &decoded else {
             panic!()
         };
-        assert_eq!(v1.program_name, "program2");
-        assert_eq!(v1.user_agent, "curl/7.54.0");
+        assert_eq!(v2.program_name, "program2");
+        assert_eq!(v2.user_agent, "curl/7.54.0");
+        assert_eq!(v2.route, EventRoute::Event as u8);
         assert_eq!(decoded.message_id(), "06bc2944-886c-4e56-907c-fa248c8af023");
         let mut future = buf[1..].to_vec();
         future[2] = 9;
@@ -445,6 +627,102 @@ mod tests {
             Err(DecodeError::Version(9))
         ));
         assert!(decode(RecordFormat::Rkyv, &buf[1..10]).is_err());
+    }
+
+    /// Records written before version 2 (segment files, a stream's retention, a spool) are
+    /// still read.
+    #[test]
+    fn version_one_records_stay_readable() {
+        let v1 = EventV1 {
+            message_id: [7; 16],
+            program_id: "212313".into(),
+            program_name: "program2".into(),
+            checksum: "124".into(),
+            customer_id: 9124,
+            customer_name: "Customer2".into(),
+            valid: true,
+            validated: true,
+            user_agent: "ua".into(),
+            received_at_ms: 5,
+            client_ip: "10.0.0.1".into(),
+            trace_id: "t".into(),
+        };
+        let mut record = RKYV_MAGIC.to_vec();
+        record.extend_from_slice(&EVENT_V1.to_le_bytes());
+        record.extend_from_slice(&rkyv::to_bytes::<rkyv::rancor::Error>(&v1).unwrap());
+        assert_eq!(decode_auto(&record).unwrap(), DecodedEvent::V1(v1));
+    }
+
+    #[test]
+    fn post_fields_round_trip_and_print() {
+        let c = sample();
+        let mut e = event(&c);
+        e.route = EventRoute::Post;
+        e.event_type = "conversion";
+        e.client_ts_ms = Some(1_700_000_000_123);
+        e.props = r#"{"value":12.5,"sku":["a","b"]}"#;
+        for format in [RecordFormat::Rkyv, RecordFormat::Protobuf] {
+            let mut buf = Vec::new();
+            e.encode_into(format, &mut buf);
+            let json = serde_json::to_value(decode(format, &buf).unwrap()).unwrap();
+            assert_eq!(json["route"], "post", "{format:?}");
+            assert_eq!(
+                json[if format == RecordFormat::Rkyv {
+                    "event_type"
+                } else {
+                    "eventType"
+                }],
+                "conversion"
+            );
+            assert_eq!(
+                json["props"]["sku"][1], "b",
+                "{format:?}: props print as JSON"
+            );
+        }
+        // A GET's event prints no empty fields.
+        let mut buf = Vec::new();
+        event(&c).encode_into(RecordFormat::Rkyv, &mut buf);
+        let json = serde_json::to_value(decode(RecordFormat::Rkyv, &buf).unwrap()).unwrap();
+        assert!(json.get("props").is_none() && json.get("event_type").is_none());
+        assert_eq!(json["route"], "event");
+    }
+
+    /// The reference's consumers know fields 1..=8 only: a record with beacon's fields 9..=12
+    /// decodes there to the same eight values.
+    #[test]
+    fn the_references_consumers_still_decode_every_record() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct ReferenceTrackingEvent {
+            #[prost(string, tag = "1")]
+            programid: String,
+            #[prost(string, tag = "2")]
+            checksum: String,
+            #[prost(int32, tag = "3")]
+            customer_id: i32,
+            #[prost(string, tag = "4")]
+            user_agent: String,
+            #[prost(string, tag = "5")]
+            program_name: String,
+            #[prost(string, tag = "6")]
+            customer_name: String,
+            #[prost(bool, tag = "7")]
+            is_valid: bool,
+            #[prost(string, tag = "8")]
+            message_id: String,
+        }
+        let c = sample();
+        let mut e = event(&c);
+        e.route = EventRoute::Post;
+        e.event_type = "click";
+        e.client_ts_ms = Some(1);
+        e.props = r#"{"a":1}"#;
+        let mut buf = Vec::new();
+        e.encode_into(RecordFormat::Protobuf, &mut buf);
+        let old: ReferenceTrackingEvent = prost::Message::decode(&buf[..]).unwrap();
+        assert_eq!(old.programid, "212313");
+        assert_eq!(old.customer_id, 9124);
+        assert_eq!(old.message_id, "06bc2944-886c-4e56-907c-fa248c8af023");
+        assert!(old.is_valid);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 pub enum Route {
     Event,
     Pixel,
+    /// `POST /events` (and its CORS preflight, `OPTIONS /events`).
+    Events,
     HealthCheck,
     HealthReady,
     Metrics,
@@ -12,9 +14,10 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::Event,
         Route::Pixel,
+        Route::Events,
         Route::HealthCheck,
         Route::HealthReady,
         Route::Metrics,
@@ -24,6 +27,7 @@ impl Route {
         match self {
             Route::Event => "event",
             Route::Pixel => "pixel",
+            Route::Events => "events",
             Route::HealthCheck => "health_check",
             Route::HealthReady => "health_ready",
             Route::Metrics => "metrics",
@@ -45,6 +49,7 @@ impl Route {
             return (route, Some(id.strip_suffix('/').unwrap_or(id)));
         }
         let route = match path {
+            "/events" | "/events/" => Route::Events,
             "/health/check" => Route::HealthCheck,
             "/health/ready" => Route::HealthReady,
             "/metrics" => Route::Metrics,

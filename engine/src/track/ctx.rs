@@ -201,13 +201,17 @@ impl ShardCtx {
             }
         };
         let event = Event {
-            message_id: uuid::Uuid::new_v4(),
+            message_id: m.posted.event_id.unwrap_or_else(uuid::Uuid::new_v4),
             campaign,
             user_agent: m.user_agent,
             received_at_ms: wall_ms(m.at),
             client_ip: m.client_ip,
             trace_id: m.trace_id,
             validated,
+            route: m.event_route(),
+            event_type: m.posted.event_type,
+            client_ts_ms: m.posted.client_ts_ms,
+            props: m.posted.props,
         };
         if !m.record {
             return accepted(m.route, m.image_only, || event.response_json()).into();

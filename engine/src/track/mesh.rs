@@ -1,7 +1,7 @@
 //! The shard-to-shard protocol over glommio's channel mesh: the messages, and a tracking
 //! request packed to cross it. `peer` handles them.
 
-use super::meta::Meta;
+use super::meta::{Meta, Posted};
 use super::reply::Reply;
 use crate::cache::LoadResult;
 use crate::model::Route;
@@ -31,21 +31,31 @@ pub enum MeshMsg {
     },
 }
 
-/// A tracking request's inputs in one allocation: the four strings back to back.
+/// A tracking request's inputs in one allocation: the six strings back to back.
 pub struct FwdRequest {
     route: Route,
     image_only: bool,
     at: std::time::Instant,
     record: bool,
+    event_id: Option<uuid::Uuid>,
+    client_ts_ms: Option<u64>,
     buf: String,
-    ends: [u32; 4],
+    ends: [u32; 6],
 }
 
 impl FwdRequest {
     pub fn new(m: &Meta<'_>) -> Self {
-        let parts = [m.id, m.user_agent, m.client_ip, m.trace_id];
+        let p = &m.posted;
+        let parts = [
+            m.id,
+            m.user_agent,
+            m.client_ip,
+            m.trace_id,
+            p.event_type,
+            p.props,
+        ];
         let mut buf = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-        let mut ends = [0u32; 4];
+        let mut ends = [0u32; 6];
         for (end, part) in ends.iter_mut().zip(parts) {
             buf.push_str(part);
             *end = buf.len() as u32;
@@ -55,6 +65,8 @@ impl FwdRequest {
             image_only: m.image_only,
             at: m.at,
             record: m.record,
+            event_id: p.event_id,
+            client_ts_ms: p.client_ts_ms,
             buf,
             ends,
         }
@@ -71,6 +83,12 @@ impl FwdRequest {
             image_only: self.image_only,
             at: self.at,
             record: self.record,
+            posted: Posted {
+                event_id: self.event_id,
+                event_type: &self.buf[e[3]..e[4]],
+                client_ts_ms: self.client_ts_ms,
+                props: &self.buf[e[4]..e[5]],
+            },
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::model::Route;
+use crate::model::{EventRoute, Route};
 
 /// A tracking request's inputs, borrowed from the HTTP request or a forwarded copy.
 #[derive(Clone, Copy, Debug)]
@@ -18,4 +18,40 @@ pub struct Meta<'a> {
     pub at: Instant,
     /// Whether an accepted request becomes an event (`false` for `HEAD`).
     pub record: bool,
+    /// What a `POST /events` object adds; `Posted::NONE` for the GET routes.
+    pub posted: Posted<'a>,
+}
+
+/// The fields an event posted to `/events` carries beyond what a GET's has.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Posted<'a> {
+    /// The client's `eventId`: it becomes the event's message id, so a retried event is the
+    /// same row downstream.
+    pub event_id: Option<uuid::Uuid>,
+    /// `type`; empty for the GET routes.
+    pub event_type: &'a str,
+    /// `ts`: the client's clock, ms since the Unix epoch.
+    pub client_ts_ms: Option<u64>,
+    /// `props` as compact JSON object text; empty when none.
+    pub props: &'a str,
+}
+
+impl Posted<'_> {
+    pub const NONE: Posted<'static> = Posted {
+        event_id: None,
+        event_type: "",
+        client_ts_ms: None,
+        props: "",
+    };
+}
+
+impl Meta<'_> {
+    /// The route the event is stored with.
+    pub fn event_route(&self) -> EventRoute {
+        match self.route {
+            Route::Event => EventRoute::Event,
+            Route::Events => EventRoute::Post,
+            _ => EventRoute::Pixel,
+        }
+    }
 }

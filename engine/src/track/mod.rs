@@ -19,7 +19,7 @@ mod reply;
 
 pub use ctx::ShardCtx;
 pub use mesh::MeshMsg;
-pub use meta::Meta;
+pub use meta::{Meta, Posted};
 pub use peer::spawn_receivers;
 pub use pending::PendingTable;
 pub use reply::Reply;
