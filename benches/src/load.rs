@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_distr::Distribution;
@@ -62,9 +62,13 @@ pub struct Workload {
     /// Share of requests (0..1) for ids no campaign has.
     #[arg(long, default_value_t = 0.0)]
     pub unknown_share: f64,
-    /// Route mix, e.g. `pixel=0.9,event=0.1`.
+    /// Route mix, e.g. `pixel=0.9,event=0.1`; `post` sends `POST /events` with `--batch` events
+    /// (ids drawn as for the GETs, each with its own).
     #[arg(long, default_value = "pixel=1")]
     pub mix: String,
+    /// Events in each `POST /events` of the `post` route.
+    #[arg(long, default_value_t = 10)]
+    pub batch: usize,
     /// Client threads (tokio workers). Default 1: on a small machine shared with the server, a
     /// lean client disturbs the measurement least.
     #[arg(long, default_value_t = 1)]
@@ -112,9 +116,17 @@ pub struct LoadArgs {
     pub allow_errors: bool,
 }
 
-/// How request paths are drawn.
+/// One request to send: a GET of `path`, or a POST of `body` to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawn {
+    pub path: String,
+    pub body: Option<Bytes>,
+}
+
+/// How requests are drawn.
 pub struct Paths {
     routes: Vec<(String, f64)>,
+    batch: usize,
     zipf: Option<rand_distr::Zipf<f64>>,
     campaigns: u64,
     first_id: u64,
@@ -129,8 +141,8 @@ impl Paths {
             let (route, share) = part
                 .split_once('=')
                 .with_context(|| format!("--mix: {part:?} is not route=share"))?;
-            if route != "pixel" && route != "event" {
-                bail!("--mix: route {route:?} is not pixel or event");
+            if !matches!(route, "pixel" | "event" | "post") {
+                bail!("--mix: route {route:?} is not pixel, event or post");
             }
             let share: f64 = share
                 .parse()
@@ -146,6 +158,9 @@ impl Paths {
         }
         if w.campaigns == 0 {
             bail!("--campaigns must be at least 1");
+        }
+        if w.batch == 0 {
+            bail!("--batch must be at least 1");
         }
         let zipf = match w.distribution.as_str() {
             "uniform" => None,
@@ -165,6 +180,7 @@ impl Paths {
         }
         Ok(Paths {
             routes,
+            batch: w.batch,
             zipf,
             campaigns: w.campaigns,
             first_id: w.first_id,
@@ -172,7 +188,7 @@ impl Paths {
         })
     }
 
-    pub fn draw(&self, rng: &mut impl Rng) -> String {
+    pub fn draw(&self, rng: &mut impl Rng) -> Drawn {
         let pick: f64 = rng.random();
         let route = &self
             .routes
@@ -180,14 +196,40 @@ impl Paths {
             .find(|(_, upto)| pick <= *upto)
             .unwrap_or(&self.routes[0])
             .0;
+        if route != "post" {
+            return Drawn {
+                path: format!("/{route}/{}", self.id(rng)),
+                body: None,
+            };
+        }
+        let mut body = String::with_capacity(self.batch * 48);
+        body.push('[');
+        for i in 0..self.batch {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{{"programId":"{}","type":"view"}}"#,
+                self.id(rng)
+            ));
+        }
+        body.push(']');
+        Drawn {
+            path: "/events".into(),
+            body: Some(Bytes::from(body)),
+        }
+    }
+
+    /// A campaign id: an unknown one at `unknown_share`, else one of the range.
+    fn id(&self, rng: &mut impl Rng) -> String {
         if rng.random::<f64>() < self.unknown_share {
-            return format!("/{route}/unknown{}", rng.random::<u32>());
+            return format!("unknown{}", rng.random::<u32>());
         }
         let n = match &self.zipf {
             Some(z) => z.sample(rng) as u64 - 1,
             None => rng.random_range(0..self.campaigns),
         };
-        format!("/{route}/{}", self.first_id + n)
+        (self.first_id + n).to_string()
     }
 }
 
@@ -315,9 +357,9 @@ pub fn run(
                 connected.wait().await;
                 let mut mine = Tally::default();
                 while let Ok(stamp) = rx.recv().await {
-                    let path = paths.draw(&mut rng);
+                    let drawn = paths.draw(&mut rng);
                     let outcome =
-                        tokio::time::timeout(timeout, send(&mut sender, &authority, &path))
+                        tokio::time::timeout(timeout, send(&mut sender, &authority, drawn))
                             .await
                             .unwrap_or_else(|_| {
                                 // The connection is mid-request: it cannot carry the next one.
@@ -427,13 +469,14 @@ pub fn progress_bar(quiet: bool) -> indicatif::ProgressBar {
     )
 }
 
-/// Sends one GET on the connection, opening it first if needed; the status, or why it failed.
+/// Sends one request on the connection, opening it first if needed; the status, or why it
+/// failed.
 /// A keep-alive connection the server has closed between requests (nginx does after
 /// `keepalive_requests`) is reopened once: the request was never sent, so it has not failed.
 async fn send(
-    sender: &mut Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>>,
+    sender: &mut Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
     authority: &str,
-    path: &str,
+    drawn: Drawn,
 ) -> Result<u16, String> {
     let reused = sender.is_some();
     let mut s = match sender.take() {
@@ -449,11 +492,16 @@ async fn send(
             .await
             .map_err(|_| "connection closed".to_string())?;
     }
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::USER_AGENT, "beacon-bench")
-        .body(Empty::new())
-        .expect("valid request");
+    let req = match drawn.body {
+        None => hyper::Request::get(drawn.path),
+        Some(_) => {
+            hyper::Request::post(drawn.path).header(hyper::header::CONTENT_TYPE, "application/json")
+        }
+    }
+    .header(hyper::header::HOST, authority)
+    .header(hyper::header::USER_AGENT, "beacon-bench")
+    .body(Full::new(drawn.body.unwrap_or_default()))
+    .expect("valid request");
     let resp = s
         .send_request(req)
         .await
@@ -469,7 +517,7 @@ async fn send(
 
 async fn connect(
     authority: &str,
-) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String> {
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
@@ -528,6 +576,7 @@ mod tests {
             distribution: distribution.into(),
             unknown_share: unknown,
             mix: mix.into(),
+            batch: 10,
             threads: 1,
             seed: 7,
             timeout_ms: 10_000,
@@ -539,7 +588,7 @@ mod tests {
     fn paths_follow_the_mix_the_unknown_share_and_the_id_range() {
         let paths = Paths::new(&workload("pixel=3,event=1", "uniform", 0.2)).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let drawn: Vec<String> = (0..20_000).map(|_| paths.draw(&mut rng)).collect();
+        let drawn: Vec<String> = (0..20_000).map(|_| paths.draw(&mut rng).path).collect();
         let share = |f: &dyn Fn(&String) -> bool| {
             drawn.iter().filter(|p| f(p)).count() as f64 / drawn.len() as f64
         };
@@ -556,11 +605,26 @@ mod tests {
         let paths = Paths::new(&workload("pixel=1", "zipf:1.2", 0.0)).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
         let hot = (0..10_000)
-            .filter(|_| paths.draw(&mut rng) == "/pixel/1000000")
+            .filter(|_| paths.draw(&mut rng).path == "/pixel/1000000")
             .count();
         assert!(hot > 2_000, "the first campaign is the hottest: {hot}");
         assert!(Paths::new(&workload("pixel=1", "zipf:x", 0.0)).is_err());
         assert!(Paths::new(&workload("other=1", "uniform", 0.0)).is_err());
+    }
+
+    #[test]
+    fn posts_carry_a_batch_of_drawn_ids() {
+        let paths = Paths::new(&workload("post=1", "uniform", 0.0)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let drawn = paths.draw(&mut rng);
+        assert_eq!(drawn.path, "/events");
+        let body: serde_json::Value = serde_json::from_slice(&drawn.body.unwrap()).unwrap();
+        let events = body.as_array().unwrap();
+        assert_eq!(events.len(), 10);
+        for e in events {
+            let id: u64 = e["programId"].as_str().unwrap().parse().unwrap();
+            assert!((1_000_000..1_000_100).contains(&id));
+        }
     }
 
     #[test]
@@ -598,7 +662,7 @@ mod tests {
                         Ok::<_, std::convert::Infallible>(
                             hyper::Response::builder()
                                 .status(204)
-                                .body(Empty::<Bytes>::new())
+                                .body(http_body_util::Empty::<Bytes>::new())
                                 .unwrap(),
                         )
                     });

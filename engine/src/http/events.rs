@@ -22,7 +22,7 @@ use hyper::header::{
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use super::request::Client;
+use super::request::{echo_trace, Client};
 use super::response::{text, RETRY_AFTER_SECS};
 use super::Resp;
 use crate::config::TrackingConfig;
@@ -159,9 +159,10 @@ async fn post(ctx: &Rc<ShardCtx>, peer_ip: &str, req: Request<Incoming>, at: Ins
         return r;
     }
     let client = Client::of(ctx, &head.headers, peer_ip, at);
+    let trace_id = client.trace_id();
     let replies = futures_util::future::join_all(items.iter().map(|item| async {
         match item {
-            Item::Event(e) => Ok(ctx.track(&meta(e, &client, at)).await),
+            Item::Event(e) => Ok(ctx.track(&meta(e, &client, trace_id, at)).await),
             Item::Bad { status, reason } => Err((*status, reason.clone())),
         }
     }))
@@ -199,17 +200,22 @@ async fn post(ctx: &Rc<ShardCtx>, peer_ip: &str, req: Request<Incoming>, at: Ins
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
     }
-    client.echo_trace(&mut resp);
+    echo_trace(&mut resp, trace_id);
     resp
 }
 
-fn meta<'a>(e: &'a PostedEvent<'a>, client: &'a Client<'a>, at: Instant) -> Meta<'a> {
+fn meta<'a>(
+    e: &'a PostedEvent<'a>,
+    client: &'a Client<'a>,
+    trace_id: &'a str,
+    at: Instant,
+) -> Meta<'a> {
     Meta {
         route: Route::Events,
         id: &e.program_id,
         user_agent: &client.user_agent,
         client_ip: client.ip,
-        trace_id: client.trace_id(),
+        trace_id,
         image_only: false,
         at,
         record: true,

@@ -88,10 +88,10 @@ pub async fn serve(
     } else if let Door::OverCap { .. } = door {
         over_cap_route(&ctx, &peer_ip, &req, started).await
     } else if Route::of_path(req.uri().path()).0 == Route::Events {
-        (
-            Route::Events,
-            events::serve(&ctx, &peer_ip, req, started).await,
-        )
+        // Boxed: this future is large (a body, its events, their lookups), and unboxed it would
+        // make every request's future as large, GETs included.
+        let post = Box::pin(events::serve(&ctx, &peer_ip, req, started));
+        (Route::Events, post.await)
     } else {
         route(&ctx, &peer_ip, &req, started).await
     };

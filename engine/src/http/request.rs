@@ -46,12 +46,13 @@ pub(super) async fn track(
     let headers = req.headers();
     let client = Client::of(ctx, headers, peer_ip, at);
     let image_only = route == Route::Pixel && accepts_only_images(headers.get(ACCEPT));
+    let trace_id = client.trace_id();
     let meta = Meta {
         route,
         id,
         user_agent: &client.user_agent,
         client_ip: client.ip,
-        trace_id: client.trace_id(),
+        trace_id,
         image_only,
         at,
         // `HEAD` is answered as `GET` is, without an event: link prefetchers and monitors
@@ -60,8 +61,15 @@ pub(super) async fn track(
         posted: crate::track::Posted::NONE,
     };
     let mut resp = response::reply(ctx.track(&meta).await);
-    client.echo_trace(&mut resp);
+    echo_trace(&mut resp, trace_id);
     resp
+}
+
+/// Puts the request's trace id on its response.
+pub(super) fn echo_trace(resp: &mut Resp, trace_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(trace_id) {
+        resp.headers_mut().insert(TRACE_HEADER, v);
+    }
 }
 
 /// What a tracking request's head says of its client: user agent, address, trace id.
@@ -104,13 +112,6 @@ impl<'a> Client<'a> {
         match &self.trace {
             Trace::Given(t) => t,
             Trace::New(t) => t.as_str(),
-        }
-    }
-
-    /// Puts the trace id on the response.
-    pub fn echo_trace(&self, resp: &mut Resp) {
-        if let Ok(v) = HeaderValue::from_str(self.trace_id()) {
-            resp.headers_mut().insert(TRACE_HEADER, v);
         }
     }
 }
