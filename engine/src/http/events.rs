@@ -48,7 +48,8 @@ pub(super) async fn serve(
     let mut resp = match *req.method() {
         Method::POST => post(ctx, peer_ip, req, at).await,
         Method::OPTIONS => {
-            let mut r = text(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
+            let mut r = Resp::new(http_body_util::Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
             r.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST, OPTIONS"));
             if origin.is_some() {

@@ -97,7 +97,9 @@ pub struct EventV1 {
     pub trace_id: String,
 }
 
-/// Version 2 of beacon's own event record: version 1's fields, then what `POST /events` added.
+/// Version 2 of beacon's own event record: version 1's fields and what `POST /events` added.
+/// The route sits in the padding after the two flags and the client's time last, so a GET's
+/// record grows by 32 bytes (two empty strings and an empty option), not 40.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Serialize)]
 pub struct EventV2 {
     #[serde(serialize_with = "uuid_string")]
@@ -109,14 +111,14 @@ pub struct EventV2 {
     pub customer_name: String,
     pub valid: bool,
     pub validated: bool,
+    /// `EventRoute` as its byte; beside the two flags, in what was their padding.
+    #[serde(serialize_with = "route_name")]
+    pub route: u8,
     pub user_agent: String,
     /// Milliseconds since the Unix epoch.
     pub received_at_ms: u64,
     pub client_ip: String,
     pub trace_id: String,
-    /// `EventRoute` as its byte.
-    #[serde(serialize_with = "route_name")]
-    pub route: u8,
     /// Empty for the GET routes.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub event_type: String,
@@ -140,11 +142,11 @@ impl From<EventV1> for EventV2 {
             customer_name: e.customer_name,
             valid: e.valid,
             validated: e.validated,
+            route: 0,
             user_agent: e.user_agent,
             received_at_ms: e.received_at_ms,
             client_ip: e.client_ip,
             trace_id: e.trace_id,
-            route: 0,
             event_type: String::new(),
             client_ts_ms: None,
             props: String::new(),
@@ -213,11 +215,11 @@ struct EventV2Ref<'a> {
     customer_name: &'a str,
     valid: bool,
     validated: bool,
+    route: u8,
     user_agent: &'a str,
     received_at_ms: u64,
     client_ip: &'a str,
     trace_id: &'a str,
-    route: u8,
     event_type: &'a str,
     client_ts_ms: Option<u64>,
     props: &'a str,
@@ -243,7 +245,7 @@ impl rkyv::Archive for EventV2Ref<'_> {
     fn resolve(&self, r: Self::Resolver, out: Place<ArchivedEventV2>) {
         munge!(let ArchivedEventV2 {
             message_id, program_id, program_name, checksum, customer_id, customer_name, valid,
-            validated, user_agent, received_at_ms, client_ip, trace_id, route, event_type,
+            validated, route, user_agent, received_at_ms, client_ip, trace_id, event_type,
             client_ts_ms, props,
         } = out);
         self.message_id.resolve([(); 16], message_id);
@@ -254,11 +256,11 @@ impl rkyv::Archive for EventV2Ref<'_> {
         ArchivedString::resolve_from_str(self.customer_name, r.customer_name, customer_name);
         self.valid.resolve((), valid);
         self.validated.resolve((), validated);
+        self.route.resolve((), route);
         ArchivedString::resolve_from_str(self.user_agent, r.user_agent, user_agent);
         self.received_at_ms.resolve((), received_at_ms);
         ArchivedString::resolve_from_str(self.client_ip, r.client_ip, client_ip);
         ArchivedString::resolve_from_str(self.trace_id, r.trace_id, trace_id);
-        self.route.resolve((), route);
         ArchivedString::resolve_from_str(self.event_type, r.event_type, event_type);
         self.client_ts_ms
             .resolve(self.client_ts_ms.map(|_| ()), client_ts_ms);
