@@ -215,14 +215,38 @@ fn bodies_in_every_format_and_what_is_refused_whole() {
     let (status, _, body) = post(&b, "/events", &[], too_many.as_bytes());
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("events_per_request_max"), "{body}");
+    // Duplicate keys, a number no double holds and a time past u64: each event refused alone.
+    let (status, _, body) = post(
+        &b,
+        "/events",
+        &[],
+        br#"[{"programId":"212312","props":{"a":1,"a":2}},{"programId":"212312","props":{"n":1e400}},
+            {"programId":"212312","ts":123456789012345678901234567890},{"programId":"212312","programId":"1"}]"#,
+    );
+    let answer = json(&body);
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    let statuses: Vec<u64> = answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [400, 400, 400, 400], "{body}");
+    let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
     for broken in [
+        deep.as_bytes(),
         &br#"[{"programId":"212312"},{"programId":"212313""#[..],
         b"{\"programId\":\"\xff\"}",
         b"",
         b"{\"programId\":\"212312\"} trailing",
     ] {
         let (status, _, body) = post(&b, "/events", &[("content-type", "text/plain")], broken);
-        assert_eq!(status, 400, "{:?}: {body}", String::from_utf8_lossy(broken));
+        let shown: String = String::from_utf8_lossy(broken).chars().take(80).collect();
+        assert_eq!(status, 400, "{shown:?}: {body}");
     }
     let (status, _, body) = post(
         &b,
@@ -253,7 +277,7 @@ fn bodies_in_every_format_and_what_is_refused_whole() {
     for (reason, n) in [
         ("body_too_large", 2.0),
         ("too_many_events", 1.0),
-        ("body_not_json", 4.0),
+        ("body_not_json", 5.0),
         ("media_type", 1.0),
         ("body_timeout", 1.0),
     ] {

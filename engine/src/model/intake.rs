@@ -19,6 +19,10 @@ use super::{check_id, BadId};
 pub const EVENT_TYPE_BYTES_MAX: usize = 64;
 /// The `type` of an event posted without one.
 pub const DEFAULT_EVENT_TYPE: &str = "custom";
+/// The deepest nesting of arrays and objects a body may have: the batch, the event, its
+/// props, and 29 levels of the user's own. Deeper bodies are refused whole, wherever the
+/// nesting is (in an ignored field too).
+pub const NESTING_MAX: usize = 32;
 
 /// What a body may hold (`[tracking]`).
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +42,8 @@ pub enum BodyError {
     NotJson(String),
     #[error("{0} events in one request; at most {1} (tracking.events_per_request_max)")]
     TooManyEvents(usize, usize),
+    #[error("arrays and objects nested deeper than {NESTING_MAX} levels")]
+    TooDeep,
 }
 
 impl BodyError {
@@ -81,6 +87,9 @@ impl Item<'_> {
 /// The objects of `body`, in order.
 pub fn parse_body<'a>(body: &'a [u8], limits: &IntakeLimits) -> Result<Vec<Item<'a>>, BodyError> {
     let text = std::str::from_utf8(body).map_err(|e| BodyError::NotUtf8(e.valid_up_to()))?;
+    if nested_deeper_than(text, NESTING_MAX) {
+        return Err(BodyError::TooDeep);
+    }
     let mut values: Vec<&'a RawValue> = Vec::new();
     for value in serde_json::Deserializer::from_str(text).into_iter::<&'a RawValue>() {
         let value = value.map_err(|e| BodyError::NotJson(e.to_string()))?;
@@ -198,6 +207,36 @@ pub fn bad_id_reason(bad: BadId) -> &'static str {
         BadId::TooLong => "ProgramId longer than 128 bytes",
         BadId::BadChar => "ProgramId may only hold A-Z a-z 0-9 _ -",
     }
+}
+
+/// Whether `[` and `{` outside strings nest deeper than `max` anywhere in `text` (which need
+/// not be valid JSON: this runs before the parser).
+fn nested_deeper_than(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// JSON text (already known to be one valid value) without the whitespace between tokens:
@@ -411,26 +450,22 @@ mod tests {
             parse_body(b"{\"programId\":\"\xff\"}", &LIMITS),
             Err(BodyError::NotUtf8(14))
         );
-        // Nesting never overflows the stack: serde_json skips values without recursing, and
-        // reads what it keeps with a recursion limit.
+        // Nesting is refused whole past NESTING_MAX, wherever it is; brackets in strings
+        // do not count.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(bad(&parse(&deep).unwrap()[0]).0, 400);
-        let deep_field = format!(
-            "{{\"programId\":\"1\",\"x\":{}{}}}",
-            "[".repeat(100_000),
-            "]".repeat(100_000)
-        );
-        assert!(matches!(parse(&deep_field).unwrap()[0], Item::Event(_)));
-        let deep_props = format!(
-            "{{\"programId\":\"1\",\"props\":{{\"a\":{}{}}}}}",
-            "[".repeat(200),
-            "]".repeat(200)
-        );
-        match parse(&deep_props) {
-            Err(BodyError::NotJson(_)) => {}
-            Ok(items) => assert_eq!(bad(&items[0]).0, 400),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(parse(&deep), Err(BodyError::TooDeep));
+        let nested = |levels: usize| {
+            format!(
+                "[{{\"programId\":\"1\",\"x\":\"[[[{{\",\"props\":{{\"a\":{}{}}}}}]",
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        assert!(matches!(
+            parse(&nested(NESTING_MAX - 3)).unwrap()[0],
+            Item::Event(_)
+        ));
+        assert_eq!(parse(&nested(NESTING_MAX - 2)), Err(BodyError::TooDeep));
     }
 
     #[test]
