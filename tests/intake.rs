@@ -42,13 +42,26 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-/// Campaigns for these tests: 212313 valid, 900 not valid.
+/// A valid campaign of these tests that the other of two shards owns than 212313's owner.
+fn other_owner() -> String {
+    use beacon_engine::model::owner;
+    (1..)
+        .map(|i| format!("7{i}"))
+        .find(|id| owner(id, 2) != owner("212313", 2))
+        .unwrap()
+}
+
+/// Campaigns for these tests: 212313 and `other_owner()` valid, 900 not valid.
 fn campaigns(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("campaigns.json");
     std::fs::write(
         &path,
-        r#"[{"programId":"212313","checksum":"124","customerId":9124,"customerName":"Customer2","programName":"program2","valid":true},
-            {"programId":"900","checksum":"1","customerId":1,"customerName":"C","programName":"off","valid":false}]"#,
+        format!(
+            r#"[{{"programId":"212313","checksum":"124","customerId":9124,"customerName":"Customer2","programName":"program2","valid":true}},
+                {{"programId":"{}","checksum":"7","customerId":7,"customerName":"C7","programName":"p7","valid":true}},
+                {{"programId":"900","checksum":"1","customerId":1,"customerName":"C","programName":"off","valid":false}}]"#,
+            other_owner()
+        ),
     )
     .unwrap();
     path
@@ -56,13 +69,21 @@ fn campaigns(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// The Done-when batch: good, unknown, invalid and malformed events in one `text/plain` body
 /// (sendBeacon's type); the good ones are taken, the rest named by index, and sent twice the
-/// batch gives the same message ids.
+/// batch gives the same message ids. Two shards with owner routing: an event whose campaign
+/// another shard owns crosses the mesh with its id, type, time and props.
 #[test]
 fn a_mixed_batch_takes_the_good_events_and_names_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let file = campaigns(tmp.path());
     let mut b = Beacon::start(
-        &["--shards", "2", "--campaigns", file.to_str().unwrap()],
+        &[
+            "--shards",
+            "2",
+            "--routing",
+            "owner",
+            "--campaigns",
+            file.to_str().unwrap(),
+        ],
         &[],
     );
     let batch = format!(
