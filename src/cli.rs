@@ -199,6 +199,7 @@ impl From<ProgramArgs> for Campaign {
             customer_name: p.customer_name,
             valid: p.valid,
             version: p.version,
+            landing_url: None,
         }
     }
 }

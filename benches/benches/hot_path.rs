@@ -27,6 +27,7 @@ fn campaign(id: u64) -> Campaign {
         customer_name: "Customer2".into(),
         valid: true,
         version: None,
+        landing_url: None,
     }
 }
 
@@ -43,6 +44,9 @@ fn event(c: &Campaign) -> Event<'_> {
         event_type: "",
         client_ts_ms: None,
         props: "",
+        visitor_id: "",
+        bot: false,
+        url: "",
     }
 }
 

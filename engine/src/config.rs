@@ -271,7 +271,31 @@ impl Default for EngineConfig {
     }
 }
 
-/// `POST /events` and what browsers need of it (`[tracking]`).
+/// What an event keeps of the client's address (`[tracking] client_ip`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientIpMode {
+    /// The address as seen (after `trusted_proxy_hops`).
+    Full,
+    /// IPv4 to its /24 (`203.0.113.0`), IPv6 to its /48 (`2001:db8:1::`).
+    Truncate,
+    /// None.
+    Drop,
+}
+
+/// What happens to an event whose user agent is a known crawler or bot (`[tracking] bots`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bots {
+    /// Stored, with `bot: true`.
+    Flag,
+    /// Answered as usual, not stored, counted.
+    Drop,
+    /// Not checked.
+    Keep,
+}
+
+/// `POST /events`, clicks, visitors, privacy and bots (`[tracking]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackingConfig {
@@ -296,6 +320,27 @@ pub struct TrackingConfig {
     /// /events` gets 503 with `Retry-After`, while pixel and event GETs (which a browser never
     /// retries) are admitted until the queue is full. Default 75; 100 treats both alike.
     pub post_queue_high_water_percent: u64,
+    /// `full`, `truncate` or `drop`: what every event keeps of the client's address (see
+    /// `ClientIpMode`). Default `full`.
+    pub client_ip: ClientIpMode,
+    /// A request with `Sec-GPC: 1` or `DNT: 1` is still counted, but gets no visitor cookie and
+    /// its event keeps neither visitor id nor client address. Default true.
+    pub honor_privacy_signals: bool,
+    /// Hosts a click (`GET /click/{id}?url=`) may redirect to besides each campaign's landing
+    /// URL host: exact hosts or `*.example.com` (its subdomains). Default empty: clicks go to
+    /// landing hosts only.
+    pub redirect_domains: Vec<String>,
+    /// Name of the first-party visitor cookie (e.g. `bid`); empty turns visitor ids off.
+    /// Default empty.
+    pub cookie_name: String,
+    /// `Domain=` of the visitor cookie (e.g. `example.com`, so every subdomain shares it);
+    /// empty: the host the request went to. Default empty.
+    pub cookie_domain: String,
+    /// Lifetime of the visitor cookie in days, renewed at most once a day. Default 365.
+    pub cookie_max_age_days: u64,
+    /// `flag`, `drop` or `keep`: what happens to the events of known crawlers and bots (user
+    /// agent matched against the `isbot` list, the verdict cached per shard). Default `flag`.
+    pub bots: Bots,
 }
 
 impl Default for TrackingConfig {
@@ -307,6 +352,13 @@ impl Default for TrackingConfig {
             body_read_timeout_ms: 10_000,
             cors_origins: Vec::new(),
             post_queue_high_water_percent: 75,
+            client_ip: ClientIpMode::Full,
+            honor_privacy_signals: true,
+            redirect_domains: Vec::new(),
+            cookie_name: String::new(),
+            cookie_domain: String::new(),
+            cookie_max_age_days: 365,
+            bots: Bots::Flag,
         }
     }
 }
@@ -322,6 +374,30 @@ impl TrackingConfig {
         check.check("body_read_timeout_ms", body_ms, 10, 3_600_000);
         let high = self.post_queue_high_water_percent;
         check.check("post_queue_high_water_percent", high, 1, 100);
+        check.check("cookie_max_age_days", self.cookie_max_age_days, 1, 3650);
+        let token = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        };
+        if !token(&self.cookie_name) {
+            check.fail(
+                "cookie_name",
+                format_args!("{:?}", self.cookie_name),
+                "letters, digits, _ - . only",
+            );
+        }
+        if !token(&self.cookie_domain) {
+            check.fail(
+                "cookie_domain",
+                format_args!("{:?}", self.cookie_domain),
+                "a domain (`example.com`)",
+            );
+        }
+        for domain in &self.redirect_domains {
+            if let Err(why) = crate::model::click::check_domain_pattern(domain) {
+                check.fail("redirect_domains", format_args!("{domain:?}"), why);
+            }
+        }
         for origin in &self.cors_origins {
             if let Err(why) = crate::http::check_origin_pattern(origin) {
                 check.fail("cors_origins", format_args!("{origin:?}"), why);

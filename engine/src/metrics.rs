@@ -49,6 +49,39 @@ impl Refusal {
     }
 }
 
+/// What became of a click.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClickOutcome {
+    /// Redirected, its event taken.
+    Redirected,
+    /// 400: its target is not allowed; no redirect.
+    Refused,
+    /// Redirected, but its event could not be taken (the sink's queue was full).
+    Unrecorded,
+}
+
+impl ClickOutcome {
+    pub const ALL: [ClickOutcome; 3] = [
+        ClickOutcome::Redirected,
+        ClickOutcome::Refused,
+        ClickOutcome::Unrecorded,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClickOutcome::Redirected => "redirected",
+            ClickOutcome::Refused => "refused",
+            ClickOutcome::Unrecorded => "unrecorded",
+        }
+    }
+}
+
+/// What the bot check did with an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BotAction {
+    Flagged,
+    Dropped,
+}
+
 /// Why a request was answered 4xx before any lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BadRequest {
@@ -134,6 +167,10 @@ pub struct Metrics {
     event_bytes: IntCounterVec,
     posted: IntCounterVec,
     posts_shed: IntCounterVec,
+    privacy_signals: IntCounterVec,
+    clicks: IntCounterVec,
+    cookies_set: IntCounterVec,
+    bots: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -213,6 +250,10 @@ impl Metrics {
             event_bytes: c("beacon_event_bytes_total", "Encoded bytes of the events accepted into batches (bytes per event = this / events accepted)", &["shard"]),
             posted: c("beacon_posted_events_total", "Events in POST /events bodies, by outcome: accepted into a batch, or rejected alone (listed in the answer)", &["outcome", "shard"]),
             posts_shed: c("beacon_posts_shed_total", "POST /events answered 503 because the sink queue passed tracking.post_queue_high_water_percent (GETs are still admitted)", &["shard"]),
+            privacy_signals: c("beacon_privacy_signal_requests_total", "Tracking requests with Sec-GPC: 1 or DNT: 1 (honor_privacy_signals: their events keep no client address)", &["shard"]),
+            clicks: c("beacon_clicks_total", "Clicks by outcome: redirected (event taken), refused (target not allowed: 400, no redirect), unrecorded (redirected, but the sink queue was full)", &["outcome", "shard"]),
+            cookies_set: c("beacon_visitor_cookies_set_total", "Set-Cookie answers of the visitor cookie: new ids and daily renewals", &["kind", "shard"]),
+            bots: c("beacon_bot_events_total", "Events of known crawlers and bots: flagged (stored with bot: true) or dropped (answered, not stored)", &["action", "shard"]),
             registry: r,
         }
     }
@@ -239,7 +280,7 @@ impl Metrics {
                         .collect()
                 })
                 .collect(),
-            latency: [Route::Event, Route::Pixel, Route::Events]
+            latency: [Route::Event, Route::Pixel, Route::Events, Route::Click]
                 .iter()
                 .map(|r| self.latency.with_label_values(&[r.as_str(), s]))
                 .collect(),
@@ -275,6 +316,15 @@ impl Metrics {
             posted_accepted: self.posted.with_label_values(&["accepted", s]),
             posted_rejected: self.posted.with_label_values(&["rejected", s]),
             posts_shed: self.posts_shed.with_label_values(&[s]),
+            privacy_signals: self.privacy_signals.with_label_values(&[s]),
+            clicks: ClickOutcome::ALL
+                .iter()
+                .map(|o| self.clicks.with_label_values(&[o.as_str(), s]))
+                .collect(),
+            cookies_new: self.cookies_set.with_label_values(&["new", s]),
+            cookies_renewed: self.cookies_set.with_label_values(&["renewed", s]),
+            bots_flagged: self.bots.with_label_values(&["flagged", s]),
+            bots_dropped: self.bots.with_label_values(&["dropped", s]),
         }
     }
 
@@ -324,6 +374,12 @@ pub struct ShardMetrics {
     posted_accepted: IntCounter,
     posted_rejected: IntCounter,
     pub posts_shed: IntCounter,
+    pub privacy_signals: IntCounter,
+    clicks: Vec<IntCounter>,
+    pub cookies_new: IntCounter,
+    pub cookies_renewed: IntCounter,
+    bots_flagged: IntCounter,
+    bots_dropped: IntCounter,
 }
 
 impl ShardMetrics {
@@ -344,6 +400,7 @@ impl ShardMetrics {
             Route::Event => self.latency[0].observe(seconds),
             Route::Pixel => self.latency[1].observe(seconds),
             Route::Events => self.latency[2].observe(seconds),
+            Route::Click => self.latency[3].observe(seconds),
             _ => {}
         }
     }
@@ -355,6 +412,21 @@ impl ShardMetrics {
             .position(|x| *x == outcome)
             .unwrap_or(0);
         self.l1[i].inc();
+    }
+
+    pub fn click(&self, outcome: ClickOutcome) {
+        let i = ClickOutcome::ALL
+            .iter()
+            .position(|x| *x == outcome)
+            .unwrap_or(0);
+        self.clicks[i].inc();
+    }
+
+    pub fn bot(&self, action: BotAction) {
+        match action {
+            BotAction::Flagged => self.bots_flagged.inc(),
+            BotAction::Dropped => self.bots_dropped.inc(),
+        }
     }
 
     /// Counts the events of one `POST /events`.

@@ -106,6 +106,7 @@ pub async fn run(inputs: ShardInputs) -> Result<(), ShardError> {
         connections: Cell::new(0),
         admin_connections: Cell::new(0),
         admin_door_connections: Cell::new(0),
+        bots: (cfg.tracking.bots != crate::config::Bots::Keep).then(crate::track::BotVerdicts::new),
     });
     spawn_receivers(&ctx, &mut receivers);
     spawn_ticker(ctx.clone());

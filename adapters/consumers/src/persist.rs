@@ -13,8 +13,9 @@
 //! `program_name`, `checksum`, `customer_name`, `user_agent`, `updated_at`), so its readers keep
 //! working, plus `valid`, and for beacon's own records `validated`, `received_at`, `client_ip`
 //! and `trace_id`, and where the event has them `route`, `event_type`, `client_ts` (ms since the
-//! epoch, the client's clock) and `props` (compact JSON text). Empty strings are left out (the
-//! reference's table has no use for them).
+//! epoch, the client's clock), `props` (compact JSON text), `visitor_id`, `url` (a click's
+//! target) and `bot` (only when true). Empty strings are left out (the reference's table has no
+//! use for them).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -385,6 +386,16 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
             &e.props[..],
         ),
     };
+    let (visitor_id, bot, url) = match &event {
+        DecodedEvent::V1(_) => unreachable!("read as version 2 above"),
+        DecodedEvent::V2(e) => (&e.visitor_id[..], e.bot, &e.url[..]),
+        DecodedEvent::Protobuf(e) => (&e.visitor_id[..], e.bot, &e.url[..]),
+    };
+    s(&mut it, "visitor_id", visitor_id);
+    s(&mut it, "url", url);
+    if bot {
+        it.insert("bot".into(), AttributeValue::Bool(true));
+    }
     s(&mut it, "route", route);
     s(&mut it, "event_type", event_type);
     if let Some(ts) = client_ts_ms {
@@ -418,12 +429,16 @@ mod tests {
             event_type: "conversion",
             client_ts_ms: Some(1_764_699_999_000),
             props: r#"{"value":12.5}"#,
+            visitor_id: "0190a0b2-6c1e-7d3f-8a4b-5c6d7e8f9a0b",
+            bot: true,
+            url: "",
         };
         let pixel = Event {
             route: EventRoute::Pixel,
             event_type: "",
             client_ts_ms: None,
             props: "",
+            bot: false,
             ..posted
         };
         let attr = |it: &Item, k: &str| it.get(k).cloned();
@@ -445,11 +460,18 @@ mod tests {
                 attr(&it, "props"),
                 Some(AttributeValue::S(r#"{"value":12.5}"#.into()))
             );
+            assert_eq!(
+                attr(&it, "visitor_id"),
+                Some(AttributeValue::S(
+                    "0190a0b2-6c1e-7d3f-8a4b-5c6d7e8f9a0b".into()
+                ))
+            );
+            assert_eq!(attr(&it, "bot"), Some(AttributeValue::Bool(true)));
             let mut data = Vec::new();
             pixel.encode_into(format, &mut data);
             let it = item(&data, "2026-01-01T00:00:00Z").unwrap();
             assert_eq!(attr(&it, "route"), Some(AttributeValue::S("pixel".into())));
-            for absent in ["event_type", "client_ts", "props"] {
+            for absent in ["event_type", "client_ts", "props", "bot", "url"] {
                 assert!(!it.contains_key(absent), "{format:?}: {absent}");
             }
         }

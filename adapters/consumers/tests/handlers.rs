@@ -27,6 +27,7 @@ fn campaign(id: &str, version: Option<u64>) -> Campaign {
         customer_name: "Customer2".into(),
         valid: true,
         version,
+        landing_url: None,
     }
 }
 
@@ -48,6 +49,9 @@ fn events(n: usize, format: RecordFormat) -> Vec<(Uuid, Vec<u8>)> {
                 event_type: "",
                 client_ts_ms: None,
                 props: "",
+                visitor_id: "",
+                bot: false,
+                url: "",
             };
             let mut out = Vec::new();
             e.encode_into(format, &mut out);

@@ -2,7 +2,7 @@
 //!
 //! - Hash `<key_prefix><programId>` with fields `programId, programName, checksum, customerId,
 //!   customerName, valid` (all values strings: `"9124"`, `"true"`), plus beacon's optional
-//!   `version`.
+//!   `version` and `landingUrl` (where a click on the campaign goes).
 //! - Channel payload: `{"programId":"212313","checksum":"124","customerId":9124,
 //!   "customerName":"Customer2","programName":"program2","valid":true}` (an upsert, as the
 //!   reference's updater publishes it), or beacon's `{"programId":"…","deleted":true}`; both may
@@ -62,6 +62,9 @@ pub fn hash_fields(c: &Campaign) -> Vec<(&'static str, String)> {
     if let Some(v) = c.version {
         fields.push(("version", v.to_string()));
     }
+    if let Some(url) = &c.landing_url {
+        fields.push(("landingUrl", url.clone()));
+    }
     fields
 }
 
@@ -78,6 +81,8 @@ pub fn upsert_payload(c: &Campaign) -> String {
         valid: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         version: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        landing_url: Option<&'a str>,
     }
     serde_json::to_string(&Payload {
         program_id: &c.program_id,
@@ -87,6 +92,7 @@ pub fn upsert_payload(c: &Campaign) -> String {
         program_name: &c.program_name,
         valid: c.valid,
         version: c.version,
+        landing_url: c.landing_url.as_deref(),
     })
     .expect("serializing to memory cannot fail")
 }
@@ -157,6 +163,30 @@ mod tests {
         assert_eq!(hash["valid"], "true");
         assert_eq!(campaign_from_hash(hash).unwrap().unwrap(), c);
         assert_eq!(campaign_from_hash(HashMap::new()).unwrap(), None);
+    }
+
+    /// A landing URL (beacon's own field) survives the hash and the channel both ways, and a
+    /// campaign without one writes no such field.
+    #[test]
+    fn landing_urls_round_trip() {
+        let CoreDataUpdate::Upsert(mut c) =
+            parse_message(REFERENCE_PAYLOAD.as_bytes(), 1024).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!hash_fields(&c).iter().any(|(k, _)| *k == "landingUrl"));
+        c.landing_url = Some("https://shop.example.com/sale".into());
+        let hash: HashMap<String, String> = hash_fields(&c)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(campaign_from_hash(hash).unwrap().unwrap(), c);
+        let CoreDataUpdate::Upsert(back) =
+            parse_message(upsert_payload(&c).as_bytes(), 1024).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(back, c);
     }
 
     #[test]

@@ -20,6 +20,7 @@ fn campaign(id: &str, name: &str) -> Campaign {
         customer_name: "Customer2".into(),
         valid: true,
         version: None,
+        landing_url: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn records(n: usize) -> Vec<InRecord> {
         customer_name: "Customer2".into(),
         valid: true,
         version: None,
+        landing_url: None,
     };
     (0..n)
         .map(|i| {
@@ -55,6 +56,9 @@ fn records(n: usize) -> Vec<InRecord> {
                 event_type: "",
                 client_ts_ms: None,
                 props: "",
+                visitor_id: "",
+                bot: false,
+                url: "",
             };
             let mut data = Vec::new();
             e.encode_into(RecordFormat::Rkyv, &mut data);

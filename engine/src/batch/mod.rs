@@ -363,6 +363,9 @@ mod tests {
                     event_type: "",
                     client_ts_ms: None,
                     props: "",
+                    visitor_id: "",
+                    bot: false,
+                    url: "",
                 };
                 match batcher.append(&event) {
                     Ok(_) => accepted.push(event.message_id),

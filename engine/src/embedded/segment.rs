@@ -379,6 +379,9 @@ mod tests {
                 event_type: "",
                 client_ts_ms: None,
                 props: "",
+                visitor_id: "",
+                bot: false,
+                url: "",
             };
             let mut record = Vec::new();
             event.encode_into(RecordFormat::Rkyv, &mut record);

@@ -17,6 +17,7 @@ pub fn synthetic_campaigns(count: usize) -> impl Iterator<Item = Campaign> {
             customer_name: format!("Customer{}", i % 100_000 + 1),
             valid: true,
             version: None,
+            landing_url: None,
         }
     })
 }

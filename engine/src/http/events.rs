@@ -22,13 +22,15 @@ use hyper::header::{
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use super::request::{echo_trace, Client};
+use super::request::{echo_trace, BotVerdict, Client};
 use super::response::{text, RETRY_AFTER_SECS};
+use super::visitor::Visitor;
 use super::Resp;
 use crate::config::TrackingConfig;
 use crate::metrics::BadRequest;
 use crate::model::intake::{parse_body, IntakeLimits, Item, PostedEvent};
 use crate::model::Route;
+use crate::sys::wall_ms;
 use crate::track::{Meta, Posted, Reply, ShardCtx};
 
 /// Media types a body may have: JSON, sendBeacon's default, and NDJSON.
@@ -161,9 +163,24 @@ async fn post(ctx: &Rc<ShardCtx>, peer_ip: &str, req: Request<Incoming>, at: Ins
     }
     let client = Client::of(ctx, &head.headers, peer_ip, at);
     let trace_id = client.trace_id();
+    let visitor = Visitor::of(
+        cfg,
+        &head.headers,
+        client.private,
+        wall_ms(at),
+        &ctx.metrics,
+    );
+    let bot = client.bot(ctx);
+    let from = From {
+        client: &client,
+        trace_id,
+        visitor_id: &visitor.id,
+        bot,
+        at,
+    };
     let replies = futures_util::future::join_all(items.iter().map(|item| async {
         match item {
-            Item::Event(e) => Ok(ctx.track(&meta(e, &client, trace_id, at)).await),
+            Item::Event(e) => Ok(ctx.track(&from.meta(e)).await),
             Item::Bad { status, reason } => Err((*status, reason.clone())),
         }
     }))
@@ -180,6 +197,8 @@ async fn post(ctx: &Rc<ShardCtx>, peer_ip: &str, req: Request<Incoming>, at: Ins
             Ok(Reply::Invalid) => Some((403, "Program not valid".to_string())),
             Ok(Reply::Busy) => Some((503, "Busy, retry later".to_string())),
             Ok(Reply::Unavailable) => Some((503, "Core data unavailable, retry later".to_string())),
+            Ok(Reply::Redirect(_)) => None,
+            Ok(Reply::BadTarget(why)) => Some((400, why.to_string())),
             Err(bad) => Some(bad),
         };
         match refusal {
@@ -202,30 +221,40 @@ async fn post(ctx: &Rc<ShardCtx>, peer_ip: &str, req: Request<Incoming>, at: Ins
             .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
     }
     echo_trace(&mut resp, trace_id);
+    visitor.set_on(&mut resp);
     resp
 }
 
-fn meta<'a>(
-    e: &'a PostedEvent<'a>,
+/// What every event of one POST shares: who sent it, and when.
+struct From<'a> {
     client: &'a Client<'a>,
     trace_id: &'a str,
+    visitor_id: &'a str,
+    bot: BotVerdict,
     at: Instant,
-) -> Meta<'a> {
-    Meta {
-        route: Route::Events,
-        id: &e.program_id,
-        user_agent: &client.user_agent,
-        client_ip: client.ip,
-        trace_id,
-        image_only: false,
-        at,
-        record: true,
-        posted: Posted {
-            event_id: e.event_id,
-            event_type: &e.event_type,
-            client_ts_ms: e.client_ts_ms,
-            props: &e.props,
-        },
+}
+
+impl<'a> From<'a> {
+    fn meta(&self, e: &'a PostedEvent<'a>) -> Meta<'a> {
+        Meta {
+            route: Route::Events,
+            id: &e.program_id,
+            user_agent: &self.client.user_agent,
+            client_ip: &self.client.ip,
+            trace_id: self.trace_id,
+            image_only: false,
+            at: self.at,
+            record: !self.bot.drop,
+            posted: Posted {
+                event_id: e.event_id,
+                event_type: &e.event_type,
+                client_ts_ms: e.client_ts_ms,
+                props: &e.props,
+                url: "",
+            },
+            visitor_id: self.visitor_id,
+            bot: self.bot.flag,
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! |---|---|
 //! | `GET /event/{id}` | 200 + the reference's event JSON; 404 `"ProgramId not found"`; 403 invalid |
 //! | `GET /pixel/{id}` | 204, or 200 + 1x1 GIF when `Accept` lists only images |
+//! | `GET /click/{id}?url=` | 302 to an allowed target (`model::click`), 400 for any other |
 //! | `POST /events` | 200 + `{"accepted": N, "rejected": [...]}` (`events`); `OPTIONS`: the CORS preflight |
+//! | `GET /robots.txt` | 200, `User-agent: *` / `Disallow: /` |
 //! | `GET /health/check` | 200, empty (shallow, as the reference) |
 //! | `GET /health/ready` | 200 when every shard serves and every sink writes, else 503 |
 //! | `GET /metrics` | Prometheus text |
@@ -20,6 +22,7 @@ mod events;
 mod request;
 mod response;
 mod rt;
+mod visitor;
 
 pub use events::check_origin_pattern;
 
@@ -129,6 +132,12 @@ async fn route(
     let resp = match (id, route) {
         (Some(id), _) => request::track(ctx, route, id, peer_ip, req, at).await,
         (None, Route::HealthCheck) => text(StatusCode::OK, "text/plain", Bytes::new()),
+        // Tracking links are no content: crawlers that honour this never fire them.
+        (None, Route::Robots) => text(
+            StatusCode::OK,
+            "text/plain",
+            Bytes::from_static(b"User-agent: *\nDisallow: /\n"),
+        ),
         (None, Route::HealthReady) => ready(ctx),
         (None, Route::Metrics) => text(
             StatusCode::OK,

@@ -9,11 +9,13 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, USER_AGENT};
 use hyper::{Request, StatusCode};
 
+use super::visitor::Visitor;
 use super::{response, Resp};
-use crate::metrics::BadRequest;
+use crate::config::{Bots, ClientIpMode};
+use crate::metrics::{BadRequest, BotAction};
 use crate::model::{check_id, client_ip, BadId, Route};
 use crate::sys::wall_ms;
-use crate::track::{Meta, ShardCtx};
+use crate::track::{Meta, Posted, ShardCtx};
 
 /// Header names as constants: a `&str` key would be parsed into a name on every lookup.
 pub const TRACE_HEADER: HeaderName = HeaderName::from_static("x-amzn-trace-id");
@@ -47,22 +49,60 @@ pub(super) async fn track(
     let client = Client::of(ctx, headers, peer_ip, at);
     let image_only = route == Route::Pixel && accepts_only_images(headers.get(ACCEPT));
     let trace_id = client.trace_id();
+    let tracking = &ctx.shared.cfg().tracking;
+    let visitor = Visitor::of(tracking, headers, client.private, wall_ms(at), &ctx.metrics);
+    let bot = client.bot(ctx);
+    let target;
+    let posted = if route == Route::Click {
+        target = click_url(req.uri().query());
+        Posted {
+            event_type: "click",
+            url: &target,
+            ..Posted::NONE
+        }
+    } else {
+        Posted::NONE
+    };
     let meta = Meta {
         route,
         id,
         user_agent: &client.user_agent,
-        client_ip: client.ip,
+        client_ip: &client.ip,
         trace_id,
         image_only,
         at,
         // `HEAD` is answered as `GET` is, without an event: link prefetchers and monitors
-        // send it, and their requests are no impressions.
-        record: req.method() != hyper::Method::HEAD,
-        posted: crate::track::Posted::NONE,
+        // send it, and their requests are no impressions. A bot's event is dropped the same
+        // way when `bots = "drop"`.
+        record: req.method() != hyper::Method::HEAD && !bot.drop,
+        posted,
+        visitor_id: &visitor.id,
+        bot: bot.flag,
     };
     let mut resp = response::reply(ctx.track(&meta).await);
     echo_trace(&mut resp, trace_id);
+    visitor.set_on(&mut resp);
     resp
+}
+
+/// The decoded `url` parameter of a click's query; empty when there is none.
+fn click_url(query: Option<&str>) -> String {
+    query
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "url")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// What the bot check says of a request's event.
+#[derive(Clone, Copy, Default)]
+pub(super) struct BotVerdict {
+    /// Store it with `bot: true`.
+    pub flag: bool,
+    /// Do not store it.
+    pub drop: bool,
 }
 
 /// Puts the request's trace id on its response.
@@ -72,11 +112,14 @@ pub(super) fn echo_trace(resp: &mut Resp, trace_id: &str) {
     }
 }
 
-/// What a tracking request's head says of its client: user agent, address, trace id.
+/// What a tracking request's head says of its client: user agent, address (as
+/// `[tracking] client_ip` and the privacy signals leave it), trace id.
 pub(super) struct Client<'a> {
     /// A missing or non-UTF-8 User-Agent never loses the event: empty, or lossily decoded.
     pub user_agent: std::borrow::Cow<'a, str>,
-    pub ip: &'a str,
+    pub ip: std::borrow::Cow<'a, str>,
+    /// The request carries a privacy signal that is honoured: no address, no visitor id.
+    pub private: bool,
     trace: Trace<'a>,
 }
 
@@ -92,7 +135,16 @@ impl<'a> Client<'a> {
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .unwrap_or_default();
         let forwarded = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
-        let ip = client_ip(forwarded, ctx.shared.cfg().trusted_proxy_hops, peer_ip);
+        let cfg = ctx.shared.cfg();
+        let ip = client_ip(forwarded, cfg.trusted_proxy_hops, peer_ip);
+        let tracking = &cfg.tracking;
+        let private = tracking.honor_privacy_signals && privacy_signal(headers);
+        let ip = if private {
+            ctx.metrics.privacy_signals.inc();
+            std::borrow::Cow::Borrowed("")
+        } else {
+            kept_ip(ip, tracking.client_ip)
+        };
         let given = headers
             .get(&TRACE_HEADER)
             .filter(|v| !v.is_empty() && v.len() <= TRACE_ID_BYTES_MAX)
@@ -104,7 +156,34 @@ impl<'a> Client<'a> {
         Client {
             user_agent,
             ip,
+            private,
             trace,
+        }
+    }
+
+    /// The bot check's verdict on this client's user agent (`[tracking] bots`), counted.
+    pub fn bot(&self, ctx: &ShardCtx) -> BotVerdict {
+        let Some(bots) = &ctx.bots else {
+            return BotVerdict::default();
+        };
+        if !bots.is_bot(&self.user_agent) {
+            return BotVerdict::default();
+        }
+        match ctx.shared.cfg().tracking.bots {
+            Bots::Drop => {
+                ctx.metrics.bot(BotAction::Dropped);
+                BotVerdict {
+                    flag: false,
+                    drop: true,
+                }
+            }
+            _ => {
+                ctx.metrics.bot(BotAction::Flagged);
+                BotVerdict {
+                    flag: true,
+                    drop: false,
+                }
+            }
         }
     }
 
@@ -113,6 +192,38 @@ impl<'a> Client<'a> {
             Trace::Given(t) => t,
             Trace::New(t) => t.as_str(),
         }
+    }
+}
+
+const SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
+const DNT: HeaderName = HeaderName::from_static("dnt");
+
+/// Whether the request asks not to be tracked: Global Privacy Control or Do Not Track.
+fn privacy_signal(headers: &HeaderMap) -> bool {
+    headers.get(SEC_GPC).is_some_and(|v| v.as_bytes() == b"1")
+        || headers.get(DNT).is_some_and(|v| v.as_bytes() == b"1")
+}
+
+/// What an event keeps of address `ip` in `mode`.
+fn kept_ip(ip: &str, mode: ClientIpMode) -> std::borrow::Cow<'_, str> {
+    use std::net::IpAddr;
+    match mode {
+        ClientIpMode::Full => std::borrow::Cow::Borrowed(ip),
+        ClientIpMode::Drop => std::borrow::Cow::Borrowed(""),
+        ClientIpMode::Truncate => match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => {
+                let [a, b, c, _] = v4.octets();
+                format!("{a}.{b}.{c}.0").into()
+            }
+            Ok(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0)
+                    .to_string()
+                    .into()
+            }
+            // Not an address (it always is one): keep nothing rather than too much.
+            Err(_) => std::borrow::Cow::Borrowed(""),
+        },
     }
 }
 
@@ -177,6 +288,34 @@ mod tests {
         assert!(!accepts_only_images(Some(&h("image/webp,*/*;q=0.8"))));
         assert!(!accepts_only_images(Some(&h("text/html"))));
         assert!(!accepts_only_images(None));
+    }
+
+    #[test]
+    fn addresses_are_kept_truncated_or_dropped() {
+        assert_eq!(kept_ip("203.0.113.77", ClientIpMode::Full), "203.0.113.77");
+        assert_eq!(
+            kept_ip("203.0.113.77", ClientIpMode::Truncate),
+            "203.0.113.0"
+        );
+        assert_eq!(
+            kept_ip("2001:db8:1:2:3:4:5:6", ClientIpMode::Truncate),
+            "2001:db8:1::"
+        );
+        assert_eq!(kept_ip("203.0.113.77", ClientIpMode::Drop), "");
+        assert_eq!(kept_ip("not an address", ClientIpMode::Truncate), "");
+    }
+
+    #[test]
+    fn privacy_signals_are_gpc_or_dnt_set_to_one() {
+        let mut h = HeaderMap::new();
+        assert!(!privacy_signal(&h));
+        h.insert(DNT, HeaderValue::from_static("0"));
+        assert!(!privacy_signal(&h));
+        h.insert(SEC_GPC, HeaderValue::from_static("1"));
+        assert!(privacy_signal(&h));
+        h.remove(SEC_GPC);
+        h.insert(DNT, HeaderValue::from_static("1"));
+        assert!(privacy_signal(&h));
     }
 
     #[test]

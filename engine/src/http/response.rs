@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::track::Reply;
@@ -53,6 +53,22 @@ pub fn reply(reply: Reply) -> Response<Full<Bytes>> {
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
+        Reply::Redirect(to) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::FOUND;
+            match HeaderValue::from_str(&to) {
+                Ok(v) => r.headers_mut().insert(LOCATION, v),
+                // The target is a URL's serialization (ASCII); were it not, no redirect.
+                Err(_) => return json(StatusCode::BAD_REQUEST, Bytes::from_static(b"\"bad url\"")),
+            };
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Reply::BadTarget(why) => json(
+            StatusCode::BAD_REQUEST,
+            Bytes::from(serde_json::to_vec(why).expect("a string serializes")),
+        ),
         Reply::NotFound => json(StatusCode::NOT_FOUND, Bytes::from_static(NOT_FOUND_BODY)),
         Reply::Invalid => json(StatusCode::FORBIDDEN, Bytes::from_static(INVALID_BODY)),
         Reply::Busy | Reply::Unavailable => {

@@ -27,6 +27,10 @@ pub struct Campaign {
         deserialize_with = "opt_u64_or_string"
     )]
     pub version: Option<u64>,
+    /// Where a click on the campaign's ad goes when the click names no URL, and a host a click
+    /// may always be sent to (`GET /click/{id}`). Optional; not part of the reference's schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_url: Option<String>,
 }
 
 impl Campaign {
@@ -41,6 +45,7 @@ impl Campaign {
             customer_name: String::new(),
             valid: true,
             version: None,
+            landing_url: None,
         }
     }
 }

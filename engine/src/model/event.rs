@@ -47,6 +47,12 @@ pub struct Event<'a> {
     pub client_ts_ms: Option<u64>,
     /// The user's own fields as compact JSON object text (`props`); empty when none.
     pub props: &'a str,
+    /// The first-party visitor id (`[tracking] cookie_name`), hyphenated; empty when none.
+    pub visitor_id: &'a str,
+    /// The user agent is a known crawler or bot (`[tracking] bots = "flag"`).
+    pub bot: bool,
+    /// A click's target URL; empty for every other event.
+    pub url: &'a str,
 }
 
 /// The route an event came by, as stored (one byte in rkyv records, a name elsewhere).
@@ -59,6 +65,8 @@ pub enum EventRoute {
     Event = 2,
     /// `POST /events`.
     Post = 3,
+    /// `GET /click/{id}`.
+    Click = 4,
 }
 
 impl EventRoute {
@@ -67,14 +75,20 @@ impl EventRoute {
             EventRoute::Pixel => "pixel",
             EventRoute::Event => "event",
             EventRoute::Post => "post",
+            EventRoute::Click => "click",
         }
     }
 
     /// The route stored as `byte`; `None` for a byte no version ever wrote.
     pub fn from_byte(byte: u8) -> Option<EventRoute> {
-        [EventRoute::Pixel, EventRoute::Event, EventRoute::Post]
-            .into_iter()
-            .find(|r| *r as u8 == byte)
+        [
+            EventRoute::Pixel,
+            EventRoute::Event,
+            EventRoute::Post,
+            EventRoute::Click,
+        ]
+        .into_iter()
+        .find(|r| *r as u8 == byte)
     }
 }
 
@@ -98,8 +112,8 @@ pub struct EventV1 {
 }
 
 /// Version 2 of beacon's own event record: version 1's fields and what `POST /events` added.
-/// The route sits in the padding after the two flags and the client's time last, so a GET's
-/// record grows by 32 bytes (two empty strings and an empty option), not 40.
+/// The route and the bot flag sit in the padding after the two flags, so a GET's record grows
+/// by 48 bytes: four empty strings and an empty option.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Serialize)]
 pub struct EventV2 {
     #[serde(serialize_with = "uuid_string")]
@@ -114,6 +128,9 @@ pub struct EventV2 {
     /// `EventRoute` as its byte; beside the two flags, in what was their padding.
     #[serde(serialize_with = "route_name")]
     pub route: u8,
+    /// The user agent is a known crawler or bot; also in that padding.
+    #[serde(skip_serializing_if = "is_false")]
+    pub bot: bool,
     pub user_agent: String,
     /// Milliseconds since the Unix epoch.
     pub received_at_ms: u64,
@@ -127,6 +144,16 @@ pub struct EventV2 {
     /// Compact JSON object text; empty when the client sent none.
     #[serde(skip_serializing_if = "String::is_empty", serialize_with = "raw_json")]
     pub props: String,
+    /// Hyphenated UUID; empty without a visitor cookie.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub visitor_id: String,
+    /// A click's target; empty otherwise.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub url: String,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl From<EventV1> for EventV2 {
@@ -143,6 +170,7 @@ impl From<EventV1> for EventV2 {
             valid: e.valid,
             validated: e.validated,
             route: 0,
+            bot: false,
             user_agent: e.user_agent,
             received_at_ms: e.received_at_ms,
             client_ip: e.client_ip,
@@ -150,6 +178,8 @@ impl From<EventV1> for EventV2 {
             event_type: String::new(),
             client_ts_ms: None,
             props: String::new(),
+            visitor_id: String::new(),
+            url: String::new(),
         }
     }
 }
@@ -201,6 +231,12 @@ pub struct TrackingEvent {
     pub props: String,
     #[prost(string, tag = "12")]
     pub route: String,
+    #[prost(string, tag = "13")]
+    pub visitor_id: String,
+    #[prost(bool, tag = "14")]
+    pub bot: bool,
+    #[prost(string, tag = "15")]
+    pub url: String,
 }
 
 /// `EventV2` borrowed from an `Event`: it archives to exactly `ArchivedEventV2`, byte for byte
@@ -216,6 +252,7 @@ struct EventV2Ref<'a> {
     valid: bool,
     validated: bool,
     route: u8,
+    bot: bool,
     user_agent: &'a str,
     received_at_ms: u64,
     client_ip: &'a str,
@@ -223,6 +260,8 @@ struct EventV2Ref<'a> {
     event_type: &'a str,
     client_ts_ms: Option<u64>,
     props: &'a str,
+    visitor_id: &'a str,
+    url: &'a str,
 }
 
 /// Where each string of an `EventV2Ref` was written.
@@ -236,6 +275,8 @@ struct EventV2RefResolver {
     trace_id: StringResolver,
     event_type: StringResolver,
     props: StringResolver,
+    visitor_id: StringResolver,
+    url: StringResolver,
 }
 
 impl rkyv::Archive for EventV2Ref<'_> {
@@ -245,8 +286,8 @@ impl rkyv::Archive for EventV2Ref<'_> {
     fn resolve(&self, r: Self::Resolver, out: Place<ArchivedEventV2>) {
         munge!(let ArchivedEventV2 {
             message_id, program_id, program_name, checksum, customer_id, customer_name, valid,
-            validated, route, user_agent, received_at_ms, client_ip, trace_id, event_type,
-            client_ts_ms, props,
+            validated, route, bot, user_agent, received_at_ms, client_ip, trace_id, event_type,
+            client_ts_ms, props, visitor_id, url,
         } = out);
         self.message_id.resolve([(); 16], message_id);
         ArchivedString::resolve_from_str(self.program_id, r.program_id, program_id);
@@ -257,6 +298,7 @@ impl rkyv::Archive for EventV2Ref<'_> {
         self.valid.resolve((), valid);
         self.validated.resolve((), validated);
         self.route.resolve((), route);
+        self.bot.resolve((), bot);
         ArchivedString::resolve_from_str(self.user_agent, r.user_agent, user_agent);
         self.received_at_ms.resolve((), received_at_ms);
         ArchivedString::resolve_from_str(self.client_ip, r.client_ip, client_ip);
@@ -265,6 +307,8 @@ impl rkyv::Archive for EventV2Ref<'_> {
         self.client_ts_ms
             .resolve(self.client_ts_ms.map(|_| ()), client_ts_ms);
         ArchivedString::resolve_from_str(self.props, r.props, props);
+        ArchivedString::resolve_from_str(self.visitor_id, r.visitor_id, visitor_id);
+        ArchivedString::resolve_from_str(self.url, r.url, url);
     }
 }
 
@@ -286,6 +330,8 @@ where
             trace_id: ArchivedString::serialize_from_str(self.trace_id, s)?,
             event_type: ArchivedString::serialize_from_str(self.event_type, s)?,
             props: ArchivedString::serialize_from_str(self.props, s)?,
+            visitor_id: ArchivedString::serialize_from_str(self.visitor_id, s)?,
+            url: ArchivedString::serialize_from_str(self.url, s)?,
         })
     }
 }
@@ -326,9 +372,12 @@ impl Event<'_> {
             client_ip: self.client_ip,
             trace_id: self.trace_id,
             route: self.route as u8,
+            bot: self.bot,
             event_type: self.event_type,
             client_ts_ms: self.client_ts_ms,
             props: self.props,
+            visitor_id: self.visitor_id,
+            url: self.url,
         }
     }
 
@@ -359,6 +408,9 @@ impl Event<'_> {
                     client_ts_ms: self.client_ts_ms,
                     props: self.props.to_owned(),
                     route: self.route.as_str().to_owned(),
+                    visitor_id: self.visitor_id.to_owned(),
+                    bot: self.bot,
+                    url: self.url.to_owned(),
                 };
                 prost::Message::encode(&pb, out).expect("a Vec grows as needed");
             }
@@ -424,6 +476,12 @@ pub struct TrackingEventJson {
     pub client_ts_ms: Option<u64>,
     #[serde(skip_serializing_if = "String::is_empty", serialize_with = "raw_json")]
     pub props: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub visitor_id: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub bot: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub url: String,
 }
 
 impl DecodedEvent {
@@ -488,6 +546,9 @@ pub fn decode(format: RecordFormat, bytes: &[u8]) -> Result<DecodedEvent, Decode
                 event_type: pb.event_type,
                 client_ts_ms: pb.client_ts_ms,
                 props: pb.props,
+                visitor_id: pb.visitor_id,
+                bot: pb.bot,
+                url: pb.url,
             }))
         }
     }
@@ -526,6 +587,7 @@ mod tests {
             customer_name: "Customer2".into(),
             valid: true,
             version: None,
+            landing_url: None,
         }
     }
 
@@ -542,6 +604,9 @@ mod tests {
             event_type: "",
             client_ts_ms: None,
             props: "",
+            visitor_id: "",
+            bot: false,
+            url: "",
         }
     }
 
@@ -573,6 +638,9 @@ mod tests {
             event_type: e.event_type.to_owned(),
             client_ts_ms: e.client_ts_ms,
             props: e.props.to_owned(),
+            visitor_id: e.visitor_id.to_owned(),
+            bot: e.bot,
+            url: e.url.to_owned(),
         }
     }
 
@@ -598,6 +666,9 @@ mod tests {
             e.client_ts_ms = ts;
             e.props = props;
             e.route = EventRoute::Post;
+            e.visitor_id = ts.map_or("", |_| "0190a0b2-6c1e-7d3f-8a4b-5c6d7e8f9a0b");
+            e.bot = ts.is_some();
+            e.url = kind;
             let owned = rkyv::to_bytes::<rkyv::rancor::Error>(&owned_v2(&e)).unwrap();
             let mut borrowed = vec![0xAA, 0xBB, 0xCC]; // an odd start, as inside a batch
             e.encode_into(RecordFormat::Rkyv, &mut borrowed);

@@ -6,6 +6,7 @@
 //! reference's names only on the wire (JSON fields, Redis hash fields, protobuf fields).
 
 mod campaign;
+pub mod click;
 mod event;
 pub mod intake;
 mod route;

@@ -5,8 +5,12 @@
 pub enum Route {
     Event,
     Pixel,
+    /// `GET /click/{id}`: a 302 to the click's target.
+    Click,
     /// `POST /events` (and its CORS preflight, `OPTIONS /events`).
     Events,
+    /// `GET /robots.txt`: crawlers are asked to follow no tracking link.
+    Robots,
     HealthCheck,
     HealthReady,
     Metrics,
@@ -14,10 +18,12 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 9] = [
         Route::Event,
         Route::Pixel,
+        Route::Click,
         Route::Events,
+        Route::Robots,
         Route::HealthCheck,
         Route::HealthReady,
         Route::Metrics,
@@ -27,7 +33,9 @@ impl Route {
         match self {
             Route::Event => "event",
             Route::Pixel => "pixel",
+            Route::Click => "click",
             Route::Events => "events",
+            Route::Robots => "robots",
             Route::HealthCheck => "health_check",
             Route::HealthReady => "health_ready",
             Route::Metrics => "metrics",
@@ -42,14 +50,17 @@ impl Route {
     pub fn of_path(path: &str) -> (Route, Option<&str>) {
         let tracking = if let Some(id) = path.strip_prefix("/event/") {
             Some((Route::Event, id))
+        } else if let Some(id) = path.strip_prefix("/pixel/") {
+            Some((Route::Pixel, id))
         } else {
-            path.strip_prefix("/pixel/").map(|id| (Route::Pixel, id))
+            path.strip_prefix("/click/").map(|id| (Route::Click, id))
         };
         if let Some((route, id)) = tracking {
             return (route, Some(id.strip_suffix('/').unwrap_or(id)));
         }
         let route = match path {
             "/events" | "/events/" => Route::Events,
+            "/robots.txt" => Route::Robots,
             "/health/check" => Route::HealthCheck,
             "/health/ready" => Route::HealthReady,
             "/metrics" => Route::Metrics,

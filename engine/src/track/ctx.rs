@@ -19,8 +19,8 @@ use super::reply::Reply;
 use crate::batch::Batcher;
 use crate::cache::{L1Outcome, L1Owner, LoadResult, Probe};
 use crate::config::{Ack, OnUnavailable};
-use crate::metrics::{Refusal, ShardMetrics};
-use crate::model::{owner, Campaign, Event};
+use crate::metrics::{ClickOutcome, Refusal, ShardMetrics};
+use crate::model::{click, owner, Campaign, Event, Route};
 use crate::ports::CoreDataError;
 use crate::state::Shared;
 use crate::sys::{mono_ms, wall_ms};
@@ -59,6 +59,8 @@ pub struct ShardCtx {
     pub admin_connections: Cell<usize>,
     /// Connections on the admin listener (at most `ADMIN_CONNECTIONS_PER_SHARD`).
     pub admin_door_connections: Cell<usize>,
+    /// The bot check (`[tracking] bots` other than `keep`).
+    pub bots: Option<super::BotVerdicts>,
 }
 
 impl ShardCtx {
@@ -200,6 +202,20 @@ impl ShardCtx {
                 return reply.into();
             }
         };
+        // A click goes somewhere only when the target is allowed, and goes there even when its
+        // event cannot be taken: the visitor must reach the page.
+        let click = (m.route == Route::Click).then(|| {
+            let allowed = &self.shared.cfg().tracking.redirect_domains;
+            click::target(m.posted.url, campaign.landing_url.as_deref(), allowed)
+        });
+        let url = match &click {
+            None => "",
+            Some(Ok(target)) => target.as_str(),
+            Some(Err(bad)) => {
+                self.metrics.click(ClickOutcome::Refused);
+                return Reply::BadTarget(bad.reason()).into();
+            }
+        };
         let event = Event {
             message_id: m.posted.event_id.unwrap_or_else(uuid::Uuid::new_v4),
             campaign,
@@ -212,17 +228,31 @@ impl ShardCtx {
             event_type: m.posted.event_type,
             client_ts_ms: m.posted.client_ts_ms,
             props: m.posted.props,
+            visitor_id: m.visitor_id,
+            bot: m.bot,
+            url,
+        };
+        let reply = || match click {
+            Some(Ok(ref target)) => Reply::Redirect(target.clone()),
+            _ => accepted(m.route, m.image_only, || event.response_json()),
         };
         if !m.record {
-            return accepted(m.route, m.image_only, || event.response_json()).into();
+            return reply().into();
         }
         let Ok(seq) = self.batcher.append(&event) else {
             self.metrics.refused(Refusal::Backpressure);
+            if click.is_some() {
+                self.metrics.click(ClickOutcome::Unrecorded);
+                return reply().into();
+            }
             return Reply::Busy.into();
         };
         self.metrics.events_accepted.inc();
+        if click.is_some() {
+            self.metrics.click(ClickOutcome::Redirected);
+        }
         Answer {
-            reply: accepted(m.route, m.image_only, || event.response_json()),
+            reply: reply(),
             batch: (self.shared.cfg().ack == Ack::Durable).then_some(seq),
         }
     }

@@ -31,16 +31,17 @@ pub enum MeshMsg {
     },
 }
 
-/// A tracking request's inputs in one allocation: the six strings back to back.
+/// A tracking request's inputs in one allocation: the eight strings back to back.
 pub struct FwdRequest {
     route: Route,
     image_only: bool,
     at: std::time::Instant,
     record: bool,
+    bot: bool,
     event_id: Option<uuid::Uuid>,
     client_ts_ms: Option<u64>,
     buf: String,
-    ends: [u32; 6],
+    ends: [u32; 8],
 }
 
 impl FwdRequest {
@@ -53,9 +54,11 @@ impl FwdRequest {
             m.trace_id,
             p.event_type,
             p.props,
+            p.url,
+            m.visitor_id,
         ];
         let mut buf = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-        let mut ends = [0u32; 6];
+        let mut ends = [0u32; 8];
         for (end, part) in ends.iter_mut().zip(parts) {
             buf.push_str(part);
             *end = buf.len() as u32;
@@ -65,6 +68,7 @@ impl FwdRequest {
             image_only: m.image_only,
             at: m.at,
             record: m.record,
+            bot: m.bot,
             event_id: p.event_id,
             client_ts_ms: p.client_ts_ms,
             buf,
@@ -88,7 +92,10 @@ impl FwdRequest {
                 event_type: &self.buf[e[3]..e[4]],
                 client_ts_ms: self.client_ts_ms,
                 props: &self.buf[e[4]..e[5]],
+                url: &self.buf[e[5]..e[6]],
             },
+            visitor_id: &self.buf[e[6]..e[7]],
+            bot: self.bot,
         }
     }
 }

@@ -20,6 +20,10 @@ pub struct Meta<'a> {
     pub record: bool,
     /// What a `POST /events` object adds; `Posted::NONE` for the GET routes.
     pub posted: Posted<'a>,
+    /// The visitor cookie's id, hyphenated; empty without one (or with a privacy signal).
+    pub visitor_id: &'a str,
+    /// The user agent is a known bot (`bots = "flag"`).
+    pub bot: bool,
 }
 
 /// The fields an event posted to `/events` carries beyond what a GET's has.
@@ -34,6 +38,9 @@ pub struct Posted<'a> {
     pub client_ts_ms: Option<u64>,
     /// `props` as compact JSON object text; empty when none.
     pub props: &'a str,
+    /// A click's requested target (`GET /click/{id}?url=`); empty for the campaign's landing URL
+    /// and for every other route.
+    pub url: &'a str,
 }
 
 impl Posted<'_> {
@@ -42,6 +49,7 @@ impl Posted<'_> {
         event_type: "",
         client_ts_ms: None,
         props: "",
+        url: "",
     };
 }
 
@@ -51,6 +59,7 @@ impl Meta<'_> {
         match self.route {
             Route::Event => EventRoute::Event,
             Route::Events => EventRoute::Post,
+            Route::Click => EventRoute::Click,
             _ => EventRoute::Pixel,
         }
     }

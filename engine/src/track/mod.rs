@@ -9,6 +9,7 @@
 //! | `mesh` | the shard-to-shard messages; `peer` handles them |
 //! | `pending` | replies awaited from peers, in a slab |
 
+mod bots;
 mod ctx;
 mod decide;
 mod mesh;
@@ -17,6 +18,7 @@ mod peer;
 mod pending;
 mod reply;
 
+pub use bots::BotVerdicts;
 pub use ctx::ShardCtx;
 pub use mesh::MeshMsg;
 pub use meta::{Meta, Posted};

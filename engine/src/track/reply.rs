@@ -17,4 +17,8 @@ pub enum Reply {
     Busy,
     /// 503: core data cannot be read.
     Unavailable,
+    /// 302 to this URL (`/click`).
+    Redirect(String),
+    /// 400: a click's target is not allowed (the reason).
+    BadTarget(&'static str),
 }
