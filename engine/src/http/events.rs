@@ -167,7 +167,7 @@ async fn post(ctx: &Rc<ShardCtx>, peer_ip: &str, req: Request<Incoming>, at: Ins
         cfg,
         &head.headers,
         client.private,
-        wall_ms(at),
+        || wall_ms(at),
         &ctx.metrics,
     );
     let bot = client.bot(ctx);

@@ -50,7 +50,13 @@ pub(super) async fn track(
     let image_only = route == Route::Pixel && accepts_only_images(headers.get(ACCEPT));
     let trace_id = client.trace_id();
     let tracking = &ctx.shared.cfg().tracking;
-    let visitor = Visitor::of(tracking, headers, client.private, wall_ms(at), &ctx.metrics);
+    let visitor = Visitor::of(
+        tracking,
+        headers,
+        client.private,
+        || wall_ms(at),
+        &ctx.metrics,
+    );
     let bot = client.bot(ctx);
     let target;
     let posted = if route == Route::Click {

@@ -25,19 +25,20 @@ impl Visitor {
         set_cookie: None,
     };
 
-    /// The visitor of a request with `headers`, received at `now_ms`; `private`: the request
-    /// carries a privacy signal that is honoured (no cookie, no id).
+    /// The visitor of a request with `headers`, received at `now_ms` (read only when cookies
+    /// are on); `private`: the request carries a privacy signal that is honoured (no cookie,
+    /// no id).
     pub fn of(
         cfg: &TrackingConfig,
         headers: &HeaderMap,
         private: bool,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         metrics: &ShardMetrics,
     ) -> Visitor {
         if cfg.cookie_name.is_empty() || private {
             return Visitor::NONE;
         }
-        let today = now_ms / DAY_MS;
+        let today = now_ms() / DAY_MS;
         let (id, renew) = match cookie(headers, &cfg.cookie_name).and_then(parse) {
             Some((id, day)) if day >= today => (id, false),
             Some((id, _)) => {
@@ -117,7 +118,7 @@ mod tests {
     fn a_new_visitor_gets_an_id_and_a_returning_one_keeps_it() {
         let m = metrics();
         let now = 20_000 * DAY_MS + 5;
-        let first = Visitor::of(&cfg(), &HeaderMap::new(), false, now, &m);
+        let first = Visitor::of(&cfg(), &HeaderMap::new(), false, || now, &m);
         let c = set_cookie(&first).unwrap();
         assert!(
             c.starts_with(&format!(
@@ -137,10 +138,10 @@ mod tests {
             COOKIE,
             HeaderValue::from_str(&format!("a=1; bid={}.20000", first.id)).unwrap(),
         );
-        let again = Visitor::of(&cfg(), &h, false, now + 1000, &m);
+        let again = Visitor::of(&cfg(), &h, false, || now + 1000, &m);
         assert_eq!(again.id, first.id);
         assert_eq!(set_cookie(&again), None, "set today already");
-        let tomorrow = Visitor::of(&cfg(), &h, false, now + DAY_MS, &m);
+        let tomorrow = Visitor::of(&cfg(), &h, false, || now + DAY_MS, &m);
         assert_eq!(tomorrow.id, first.id);
         assert!(
             set_cookie(&tomorrow).unwrap().contains(".20001;"),
@@ -152,15 +153,15 @@ mod tests {
     fn off_private_or_forged_cookies() {
         let m = metrics();
         let off = TrackingConfig::default();
-        assert!(Visitor::of(&off, &HeaderMap::new(), false, 1, &m)
+        assert!(Visitor::of(&off, &HeaderMap::new(), false, || 1, &m)
             .id
             .is_empty());
-        assert!(Visitor::of(&cfg(), &HeaderMap::new(), true, 1, &m)
+        assert!(Visitor::of(&cfg(), &HeaderMap::new(), true, || 1, &m)
             .id
             .is_empty());
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_static("bid=not-a-uuid.1"));
-        let v = Visitor::of(&cfg(), &h, false, 1, &m);
+        let v = Visitor::of(&cfg(), &h, false, || 1, &m);
         assert!(Uuid::try_parse(&v.id).is_ok());
         assert!(set_cookie(&v).is_some(), "a new id replaces a forged one");
     }
