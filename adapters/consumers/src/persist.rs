@@ -371,14 +371,18 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
         s(&mut it, "trace_id", &e.trace_id);
     }
     // What `POST /events` added (version 2 records, and beacon's protobuf fields 9..=12).
+    let none = beacon_engine::model::EventMore::default();
     let (route, event_type, client_ts_ms, props) = match &event {
         DecodedEvent::V1(_) => unreachable!("read as version 2 above"),
-        DecodedEvent::V2(e) => (
-            beacon_engine::model::EventRoute::from_byte(e.route).map_or("", |r| r.as_str()),
-            &e.event_type[..],
-            e.client_ts_ms,
-            &e.props[..],
-        ),
+        DecodedEvent::V2(e) => {
+            let more = e.more.as_deref().unwrap_or(&none);
+            (
+                beacon_engine::model::EventRoute::from_byte(e.route).map_or("", |r| r.as_str()),
+                &more.event_type[..],
+                more.client_ts_ms,
+                &more.props[..],
+            )
+        }
         DecodedEvent::Protobuf(e) => (
             &e.route[..],
             &e.event_type[..],
@@ -388,7 +392,10 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
     };
     let (visitor_id, bot, url) = match &event {
         DecodedEvent::V1(_) => unreachable!("read as version 2 above"),
-        DecodedEvent::V2(e) => (&e.visitor_id[..], e.bot, &e.url[..]),
+        DecodedEvent::V2(e) => {
+            let more = e.more.as_deref().unwrap_or(&none);
+            (&more.visitor_id[..], e.bot, &more.url[..])
+        }
         DecodedEvent::Protobuf(e) => (&e.visitor_id[..], e.bot, &e.url[..]),
     };
     s(&mut it, "visitor_id", visitor_id);

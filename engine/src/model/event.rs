@@ -10,6 +10,7 @@
 //! - The HTTP response body of `/event`: the reference's JSON, in its field order.
 
 use rkyv::munge::munge;
+use rkyv::niche::option_box::{ArchivedOptionBox, OptionBoxResolver};
 use rkyv::rancor::Fallible;
 use rkyv::string::{ArchivedString, StringResolver};
 use rkyv::Place;
@@ -112,8 +113,8 @@ pub struct EventV1 {
 }
 
 /// Version 2 of beacon's own event record: version 1's fields and what `POST /events` added.
-/// The route and the bot flag sit in the padding after the two flags, so a GET's record grows
-/// by 48 bytes: four empty strings and an empty option.
+/// The route and the bot flag sit in the padding after the two flags and the rest is out of
+/// line (`EventMore`), so a plain GET's record grows by one 4-byte pointer (and its padding).
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Serialize)]
 pub struct EventV2 {
     #[serde(serialize_with = "uuid_string")]
@@ -136,6 +137,18 @@ pub struct EventV2 {
     pub received_at_ms: u64,
     pub client_ip: String,
     pub trace_id: String,
+    /// What a posted event, a click or a visitor adds, out of line: a plain GET's record holds
+    /// a 4-byte empty pointer instead.
+    #[rkyv(with = rkyv::with::Niche)]
+    #[serde(flatten)]
+    pub more: Option<Box<EventMore>>,
+}
+
+/// The fields of an `EventV2` that most GETs do not have.
+#[derive(
+    Debug, Clone, Default, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Serialize,
+)]
+pub struct EventMore {
     /// Empty for the GET routes.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub event_type: String,
@@ -175,11 +188,7 @@ impl From<EventV1> for EventV2 {
             received_at_ms: e.received_at_ms,
             client_ip: e.client_ip,
             trace_id: e.trace_id,
-            event_type: String::new(),
-            client_ts_ms: None,
-            props: String::new(),
-            visitor_id: String::new(),
-            url: String::new(),
+            more: None,
         }
     }
 }
@@ -240,7 +249,7 @@ pub struct TrackingEvent {
 }
 
 /// `EventV2` borrowed from an `Event`: it archives to exactly `ArchivedEventV2`, byte for byte
-/// what `EventV2` archives to (a test holds the two together), without first copying nine
+/// what `EventV2` archives to (a test holds the two together), without first copying the
 /// strings into an owned `EventV2`. This runs once per accepted request.
 struct EventV2Ref<'a> {
     message_id: [u8; 16],
@@ -257,6 +266,11 @@ struct EventV2Ref<'a> {
     received_at_ms: u64,
     client_ip: &'a str,
     trace_id: &'a str,
+    more: Option<EventMoreRef<'a>>,
+}
+
+/// `EventMore` borrowed, as `EventV2Ref` is `EventV2`.
+struct EventMoreRef<'a> {
     event_type: &'a str,
     client_ts_ms: Option<u64>,
     props: &'a str,
@@ -273,6 +287,10 @@ struct EventV2RefResolver {
     user_agent: StringResolver,
     client_ip: StringResolver,
     trace_id: StringResolver,
+    more: OptionBoxResolver,
+}
+
+struct EventMoreRefResolver {
     event_type: StringResolver,
     props: StringResolver,
     visitor_id: StringResolver,
@@ -286,8 +304,7 @@ impl rkyv::Archive for EventV2Ref<'_> {
     fn resolve(&self, r: Self::Resolver, out: Place<ArchivedEventV2>) {
         munge!(let ArchivedEventV2 {
             message_id, program_id, program_name, checksum, customer_id, customer_name, valid,
-            validated, route, bot, user_agent, received_at_ms, client_ip, trace_id, event_type,
-            client_ts_ms, props, visitor_id, url,
+            validated, route, bot, user_agent, received_at_ms, client_ip, trace_id, more,
         } = out);
         self.message_id.resolve([(); 16], message_id);
         ArchivedString::resolve_from_str(self.program_id, r.program_id, program_id);
@@ -303,12 +320,7 @@ impl rkyv::Archive for EventV2Ref<'_> {
         self.received_at_ms.resolve((), received_at_ms);
         ArchivedString::resolve_from_str(self.client_ip, r.client_ip, client_ip);
         ArchivedString::resolve_from_str(self.trace_id, r.trace_id, trace_id);
-        ArchivedString::resolve_from_str(self.event_type, r.event_type, event_type);
-        self.client_ts_ms
-            .resolve(self.client_ts_ms.map(|_| ()), client_ts_ms);
-        ArchivedString::resolve_from_str(self.props, r.props, props);
-        ArchivedString::resolve_from_str(self.visitor_id, r.visitor_id, visitor_id);
-        ArchivedString::resolve_from_str(self.url, r.url, url);
+        ArchivedOptionBox::resolve_from_option(self.more.as_ref(), r.more, more);
     }
 }
 
@@ -318,7 +330,8 @@ where
     S::Error: rkyv::rancor::Source,
     str: rkyv::SerializeUnsized<S>,
 {
-    /// The strings in field order, as the derived `Serialize` of `EventV2` writes them.
+    /// The strings in field order, then the out-of-line part, as the derived `Serialize` of
+    /// `EventV2` writes them.
     fn serialize(&self, s: &mut S) -> Result<EventV2RefResolver, S::Error> {
         Ok(EventV2RefResolver {
             program_id: ArchivedString::serialize_from_str(self.program_id, s)?,
@@ -328,6 +341,34 @@ where
             user_agent: ArchivedString::serialize_from_str(self.user_agent, s)?,
             client_ip: ArchivedString::serialize_from_str(self.client_ip, s)?,
             trace_id: ArchivedString::serialize_from_str(self.trace_id, s)?,
+            more: ArchivedOptionBox::serialize_from_option(self.more.as_ref(), s)?,
+        })
+    }
+}
+
+impl rkyv::Archive for EventMoreRef<'_> {
+    type Archived = ArchivedEventMore;
+    type Resolver = EventMoreRefResolver;
+
+    fn resolve(&self, r: Self::Resolver, out: Place<ArchivedEventMore>) {
+        munge!(let ArchivedEventMore { event_type, client_ts_ms, props, visitor_id, url } = out);
+        ArchivedString::resolve_from_str(self.event_type, r.event_type, event_type);
+        self.client_ts_ms
+            .resolve(self.client_ts_ms.map(|_| ()), client_ts_ms);
+        ArchivedString::resolve_from_str(self.props, r.props, props);
+        ArchivedString::resolve_from_str(self.visitor_id, r.visitor_id, visitor_id);
+        ArchivedString::resolve_from_str(self.url, r.url, url);
+    }
+}
+
+impl<S> rkyv::Serialize<S> for EventMoreRef<'_>
+where
+    S: Fallible + rkyv::ser::Writer + ?Sized,
+    S::Error: rkyv::rancor::Source,
+    str: rkyv::SerializeUnsized<S>,
+{
+    fn serialize(&self, s: &mut S) -> Result<EventMoreRefResolver, S::Error> {
+        Ok(EventMoreRefResolver {
             event_type: ArchivedString::serialize_from_str(self.event_type, s)?,
             props: ArchivedString::serialize_from_str(self.props, s)?,
             visitor_id: ArchivedString::serialize_from_str(self.visitor_id, s)?,
@@ -373,12 +414,23 @@ impl Event<'_> {
             trace_id: self.trace_id,
             route: self.route as u8,
             bot: self.bot,
-            event_type: self.event_type,
-            client_ts_ms: self.client_ts_ms,
-            props: self.props,
-            visitor_id: self.visitor_id,
-            url: self.url,
+            more: self.has_more().then_some(EventMoreRef {
+                event_type: self.event_type,
+                client_ts_ms: self.client_ts_ms,
+                props: self.props,
+                visitor_id: self.visitor_id,
+                url: self.url,
+            }),
         }
+    }
+
+    /// Whether the event has any field of `EventMore`.
+    fn has_more(&self) -> bool {
+        !self.event_type.is_empty()
+            || self.client_ts_ms.is_some()
+            || !self.props.is_empty()
+            || !self.visitor_id.is_empty()
+            || !self.url.is_empty()
     }
 
     /// Appends this event's record in `format` to `out`.
@@ -635,12 +687,16 @@ mod tests {
             client_ip: e.client_ip.to_owned(),
             trace_id: e.trace_id.to_owned(),
             route: e.route as u8,
-            event_type: e.event_type.to_owned(),
-            client_ts_ms: e.client_ts_ms,
-            props: e.props.to_owned(),
-            visitor_id: e.visitor_id.to_owned(),
             bot: e.bot,
-            url: e.url.to_owned(),
+            more: e.has_more().then(|| {
+                Box::new(EventMore {
+                    event_type: e.event_type.to_owned(),
+                    client_ts_ms: e.client_ts_ms,
+                    props: e.props.to_owned(),
+                    visitor_id: e.visitor_id.to_owned(),
+                    url: e.url.to_owned(),
+                })
+            }),
         }
     }
 
