@@ -41,12 +41,8 @@ fn event(c: &Campaign) -> Event<'_> {
         trace_id: "Root=1-6b0170dc-953ec6f7a7c349da9c4851c4",
         validated: true,
         route: beacon_engine::model::EventRoute::Pixel,
-        event_type: "",
-        client_ts_ms: None,
-        props: "",
-        visitor_id: "",
         bot: false,
-        url: "",
+        extras: beacon_engine::model::EventExtras::NONE,
     }
 }
 

@@ -372,31 +372,29 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
     }
     // What `POST /events` added (version 2 records, and beacon's protobuf fields 9..=12).
     let none = beacon_engine::model::EventMore::default();
-    let (route, event_type, client_ts_ms, props) = match &event {
+    let (route, bot, event_type, client_ts_ms, props, visitor_id, url) = match &event {
         DecodedEvent::V1(_) => unreachable!("read as version 2 above"),
         DecodedEvent::V2(e) => {
             let more = e.more.as_deref().unwrap_or(&none);
             (
                 beacon_engine::model::EventRoute::from_byte(e.route).map_or("", |r| r.as_str()),
+                e.bot,
                 &more.event_type[..],
                 more.client_ts_ms,
                 &more.props[..],
+                &more.visitor_id[..],
+                &more.url[..],
             )
         }
         DecodedEvent::Protobuf(e) => (
             &e.route[..],
+            e.bot,
             &e.event_type[..],
             e.client_ts_ms,
             &e.props[..],
+            &e.visitor_id[..],
+            &e.url[..],
         ),
-    };
-    let (visitor_id, bot, url) = match &event {
-        DecodedEvent::V1(_) => unreachable!("read as version 2 above"),
-        DecodedEvent::V2(e) => {
-            let more = e.more.as_deref().unwrap_or(&none);
-            (&more.visitor_id[..], e.bot, &more.url[..])
-        }
-        DecodedEvent::Protobuf(e) => (&e.visitor_id[..], e.bot, &e.url[..]),
     };
     s(&mut it, "visitor_id", visitor_id);
     s(&mut it, "url", url);
@@ -416,7 +414,7 @@ pub fn item(data: &[u8], updated_at: &str) -> Result<Item, String> {
 mod tests {
     use super::*;
     use beacon_engine::config::RecordFormat;
-    use beacon_engine::model::{Campaign, Event, EventRoute};
+    use beacon_engine::model::{Campaign, Event, EventExtras, EventRoute};
 
     /// A posted event's own fields reach the item in both formats; a pixel's item has none
     /// of them but its route.
@@ -433,19 +431,22 @@ mod tests {
             trace_id: "t",
             validated: true,
             route: EventRoute::Post,
-            event_type: "conversion",
-            client_ts_ms: Some(1_764_699_999_000),
-            props: r#"{"value":12.5}"#,
-            visitor_id: "0190a0b2-6c1e-7d3f-8a4b-5c6d7e8f9a0b",
             bot: true,
-            url: "",
+            extras: EventExtras {
+                event_type: "conversion",
+                client_ts_ms: Some(1_764_699_999_000),
+                props: r#"{"value":12.5}"#,
+                visitor_id: "0190a0b2-6c1e-7d3f-8a4b-5c6d7e8f9a0b",
+                url: "",
+            },
         };
         let pixel = Event {
             route: EventRoute::Pixel,
-            event_type: "",
-            client_ts_ms: None,
-            props: "",
             bot: false,
+            extras: EventExtras {
+                visitor_id: posted.extras.visitor_id,
+                ..EventExtras::NONE
+            },
             ..posted
         };
         let attr = |it: &Item, k: &str| it.get(k).cloned();

@@ -46,12 +46,8 @@ fn events(n: usize, format: RecordFormat) -> Vec<(Uuid, Vec<u8>)> {
                 trace_id: "Root=1-abc",
                 validated: true,
                 route: beacon_engine::model::EventRoute::Pixel,
-                event_type: "",
-                client_ts_ms: None,
-                props: "",
-                visitor_id: "",
                 bot: false,
-                url: "",
+                extras: beacon_engine::model::EventExtras::NONE,
             };
             let mut out = Vec::new();
             e.encode_into(format, &mut out);

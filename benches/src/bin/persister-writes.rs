@@ -53,12 +53,8 @@ fn records(n: usize) -> Vec<InRecord> {
                 trace_id: "Root=1-6b113b00-7839755702904ff39550a702",
                 validated: true,
                 route: beacon_engine::model::EventRoute::Pixel,
-                event_type: "",
-                client_ts_ms: None,
-                props: "",
-                visitor_id: "",
                 bot: false,
-                url: "",
+                extras: beacon_engine::model::EventExtras::NONE,
             };
             let mut data = Vec::new();
             e.encode_into(RecordFormat::Rkyv, &mut data);

@@ -360,12 +360,8 @@ mod tests {
                     trace_id: "t",
                     validated: true,
                     route: crate::model::EventRoute::Pixel,
-                    event_type: "",
-                    client_ts_ms: None,
-                    props: "",
-                    visitor_id: "",
                     bot: false,
-                    url: "",
+                    extras: crate::model::EventExtras::NONE,
                 };
                 match batcher.append(&event) {
                     Ok(_) => accepted.push(event.message_id),

@@ -376,12 +376,8 @@ mod tests {
                 trace_id: "t",
                 validated: true,
                 route: crate::model::EventRoute::Pixel,
-                event_type: "",
-                client_ts_ms: None,
-                props: "",
-                visitor_id: "",
                 bot: false,
-                url: "",
+                extras: crate::model::EventExtras::NONE,
             };
             let mut record = Vec::new();
             event.encode_into(RecordFormat::Rkyv, &mut record);

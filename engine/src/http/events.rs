@@ -28,6 +28,7 @@ use super::visitor::Visitor;
 use super::Resp;
 use crate::config::TrackingConfig;
 use crate::metrics::BadRequest;
+use crate::model::click::host_matches;
 use crate::model::intake::{parse_body, IntakeLimits, Item, PostedEvent};
 use crate::model::Route;
 use crate::sys::wall_ms;
@@ -386,14 +387,11 @@ pub(crate) fn origin_matches(pattern: &str, origin: &str) -> bool {
     if pattern == "*" {
         return origin != "null";
     }
-    if let Some(suffix) = pattern.strip_prefix("*.") {
+    if pattern.starts_with("*.") {
         let Some((_, rest)) = origin.split_once("://") else {
             return false;
         };
-        let host = rest.split(':').next().unwrap_or("");
-        return host.len() > suffix.len() + 1
-            && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.';
+        return host_matches(pattern, rest.split(':').next().unwrap_or(""));
     }
     pattern.eq_ignore_ascii_case(origin)
 }

@@ -4,7 +4,6 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, USER_AGENT};
 use hyper::{Request, StatusCode};
@@ -13,7 +12,7 @@ use super::visitor::Visitor;
 use super::{response, Resp};
 use crate::config::{Bots, ClientIpMode};
 use crate::metrics::{BadRequest, BotAction};
-use crate::model::{check_id, client_ip, BadId, Route};
+use crate::model::{check_id, client_ip, Route};
 use crate::sys::wall_ms;
 use crate::track::{Meta, Posted, ShardCtx};
 
@@ -34,16 +33,8 @@ pub(super) async fn track(
 ) -> Resp {
     if let Err(bad) = check_id(id) {
         ctx.metrics.bad(BadRequest::Id(bad));
-        let body: &'static [u8] = match bad {
-            BadId::Empty => b"\"ProgramId missing\"",
-            BadId::TooLong => b"\"ProgramId longer than 128 bytes\"",
-            BadId::BadChar => b"\"ProgramId may only hold A-Z a-z 0-9 _ -\"",
-        };
-        return response::text(
-            StatusCode::BAD_REQUEST,
-            "application/json",
-            Bytes::from_static(body),
-        );
+        let body = serde_json::to_vec(bad.reason()).expect("a string serializes");
+        return response::text(StatusCode::BAD_REQUEST, "application/json", body);
     }
     let headers = req.headers();
     let client = Client::of(ctx, headers, peer_ip, at);

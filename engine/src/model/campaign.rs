@@ -70,6 +70,16 @@ impl BadId {
             BadId::BadChar => "bad_char",
         }
     }
+
+    /// What a client is told: the GET routes' 400 body (as a JSON string) and a posted
+    /// event's `reason`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            BadId::Empty => "ProgramId missing",
+            BadId::TooLong => "ProgramId longer than 128 bytes",
+            BadId::BadChar => "ProgramId may only hold A-Z a-z 0-9 _ -",
+        }
+    }
 }
 
 /// Accepts 1..=128 bytes of `[A-Za-z0-9_-]`.

@@ -42,7 +42,17 @@ pub struct Event<'a> {
     pub validated: bool,
     /// The route the event came by.
     pub route: EventRoute,
-    /// The client's name for the event (`POST /events`' `type`); empty for the GET routes.
+    /// The user agent is a known crawler or bot (`[tracking] bots = "flag"`).
+    pub bot: bool,
+    /// What posted events, clicks and visitors add; `EventExtras::NONE` for a plain GET.
+    pub extras: EventExtras<'a>,
+}
+
+/// `EventMore` borrowed: the fields of an event that a plain GET leaves empty. It archives to
+/// exactly `ArchivedEventMore` (the out-of-line part of a record), without copying the strings.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EventExtras<'a> {
+    /// The client's name for the event (`POST /events`' `type`, `click`); empty for the GETs.
     pub event_type: &'a str,
     /// The client's own clock, ms since the Unix epoch (`ts`), kept beside `received_at_ms`.
     pub client_ts_ms: Option<u64>,
@@ -50,10 +60,23 @@ pub struct Event<'a> {
     pub props: &'a str,
     /// The first-party visitor id (`[tracking] cookie_name`), hyphenated; empty when none.
     pub visitor_id: &'a str,
-    /// The user agent is a known crawler or bot (`[tracking] bots = "flag"`).
-    pub bot: bool,
     /// A click's target URL; empty for every other event.
     pub url: &'a str,
+}
+
+impl EventExtras<'_> {
+    pub const NONE: EventExtras<'static> = EventExtras {
+        event_type: "",
+        client_ts_ms: None,
+        props: "",
+        visitor_id: "",
+        url: "",
+    };
+
+    /// Whether every field is empty (the record then holds no `EventMore`).
+    pub fn is_empty(&self) -> bool {
+        *self == EventExtras::NONE
+    }
 }
 
 /// The route an event came by, as stored (one byte in rkyv records, a name elsewhere).
@@ -266,16 +289,7 @@ struct EventV2Ref<'a> {
     received_at_ms: u64,
     client_ip: &'a str,
     trace_id: &'a str,
-    more: Option<EventMoreRef<'a>>,
-}
-
-/// `EventMore` borrowed, as `EventV2Ref` is `EventV2`.
-struct EventMoreRef<'a> {
-    event_type: &'a str,
-    client_ts_ms: Option<u64>,
-    props: &'a str,
-    visitor_id: &'a str,
-    url: &'a str,
+    more: Option<EventExtras<'a>>,
 }
 
 /// Where each string of an `EventV2Ref` was written.
@@ -290,7 +304,8 @@ struct EventV2RefResolver {
     more: OptionBoxResolver,
 }
 
-struct EventMoreRefResolver {
+/// Where each string of an `EventExtras` was written.
+pub struct EventExtrasResolver {
     event_type: StringResolver,
     props: StringResolver,
     visitor_id: StringResolver,
@@ -346,9 +361,9 @@ where
     }
 }
 
-impl rkyv::Archive for EventMoreRef<'_> {
+impl rkyv::Archive for EventExtras<'_> {
     type Archived = ArchivedEventMore;
-    type Resolver = EventMoreRefResolver;
+    type Resolver = EventExtrasResolver;
 
     fn resolve(&self, r: Self::Resolver, out: Place<ArchivedEventMore>) {
         munge!(let ArchivedEventMore { event_type, client_ts_ms, props, visitor_id, url } = out);
@@ -361,14 +376,14 @@ impl rkyv::Archive for EventMoreRef<'_> {
     }
 }
 
-impl<S> rkyv::Serialize<S> for EventMoreRef<'_>
+impl<S> rkyv::Serialize<S> for EventExtras<'_>
 where
     S: Fallible + rkyv::ser::Writer + ?Sized,
     S::Error: rkyv::rancor::Source,
     str: rkyv::SerializeUnsized<S>,
 {
-    fn serialize(&self, s: &mut S) -> Result<EventMoreRefResolver, S::Error> {
-        Ok(EventMoreRefResolver {
+    fn serialize(&self, s: &mut S) -> Result<EventExtrasResolver, S::Error> {
+        Ok(EventExtrasResolver {
             event_type: ArchivedString::serialize_from_str(self.event_type, s)?,
             props: ArchivedString::serialize_from_str(self.props, s)?,
             visitor_id: ArchivedString::serialize_from_str(self.visitor_id, s)?,
@@ -414,23 +429,8 @@ impl Event<'_> {
             trace_id: self.trace_id,
             route: self.route as u8,
             bot: self.bot,
-            more: self.has_more().then_some(EventMoreRef {
-                event_type: self.event_type,
-                client_ts_ms: self.client_ts_ms,
-                props: self.props,
-                visitor_id: self.visitor_id,
-                url: self.url,
-            }),
+            more: (!self.extras.is_empty()).then_some(self.extras),
         }
-    }
-
-    /// Whether the event has any field of `EventMore`.
-    fn has_more(&self) -> bool {
-        !self.event_type.is_empty()
-            || self.client_ts_ms.is_some()
-            || !self.props.is_empty()
-            || !self.visitor_id.is_empty()
-            || !self.url.is_empty()
     }
 
     /// Appends this event's record in `format` to `out`.
@@ -456,13 +456,13 @@ impl Event<'_> {
                     customer_name: self.campaign.customer_name.clone(),
                     is_valid: self.campaign.valid,
                     message_id: self.message_id.hyphenated().to_string(),
-                    event_type: self.event_type.to_owned(),
-                    client_ts_ms: self.client_ts_ms,
-                    props: self.props.to_owned(),
+                    event_type: self.extras.event_type.to_owned(),
+                    client_ts_ms: self.extras.client_ts_ms,
+                    props: self.extras.props.to_owned(),
                     route: self.route.as_str().to_owned(),
-                    visitor_id: self.visitor_id.to_owned(),
+                    visitor_id: self.extras.visitor_id.to_owned(),
                     bot: self.bot,
-                    url: self.url.to_owned(),
+                    url: self.extras.url.to_owned(),
                 };
                 prost::Message::encode(&pb, out).expect("a Vec grows as needed");
             }
@@ -653,12 +653,8 @@ mod tests {
             trace_id: "Root=1-5759e988-bd862e3fe1be46a994272793",
             validated: true,
             route: EventRoute::Event,
-            event_type: "",
-            client_ts_ms: None,
-            props: "",
-            visitor_id: "",
             bot: false,
-            url: "",
+            extras: EventExtras::NONE,
         }
     }
 
@@ -688,13 +684,14 @@ mod tests {
             trace_id: e.trace_id.to_owned(),
             route: e.route as u8,
             bot: e.bot,
-            more: e.has_more().then(|| {
+            more: (!e.extras.is_empty()).then(|| {
+                let x = &e.extras;
                 Box::new(EventMore {
-                    event_type: e.event_type.to_owned(),
-                    client_ts_ms: e.client_ts_ms,
-                    props: e.props.to_owned(),
-                    visitor_id: e.visitor_id.to_owned(),
-                    url: e.url.to_owned(),
+                    event_type: x.event_type.to_owned(),
+                    client_ts_ms: x.client_ts_ms,
+                    props: x.props.to_owned(),
+                    visitor_id: x.visitor_id.to_owned(),
+                    url: x.url.to_owned(),
                 })
             }),
         }
@@ -718,13 +715,13 @@ mod tests {
             c.program_name = name.to_string();
             let mut e = event(&c);
             e.user_agent = ua;
-            e.event_type = kind;
-            e.client_ts_ms = ts;
-            e.props = props;
+            e.extras.event_type = kind;
+            e.extras.client_ts_ms = ts;
+            e.extras.props = props;
             e.route = EventRoute::Post;
-            e.visitor_id = ts.map_or("", |_| "0190a0b2-6c1e-7d3f-8a4b-5c6d7e8f9a0b");
+            e.extras.visitor_id = ts.map_or("", |_| "0190a0b2-6c1e-7d3f-8a4b-5c6d7e8f9a0b");
             e.bot = ts.is_some();
-            e.url = kind;
+            e.extras.url = kind;
             let owned = rkyv::to_bytes::<rkyv::rancor::Error>(&owned_v2(&e)).unwrap();
             let mut borrowed = vec![0xAA, 0xBB, 0xCC]; // an odd start, as inside a batch
             e.encode_into(RecordFormat::Rkyv, &mut borrowed);
@@ -787,9 +784,9 @@ mod tests {
         let c = sample();
         let mut e = event(&c);
         e.route = EventRoute::Post;
-        e.event_type = "conversion";
-        e.client_ts_ms = Some(1_700_000_000_123);
-        e.props = r#"{"value":12.5,"sku":["a","b"]}"#;
+        e.extras.event_type = "conversion";
+        e.extras.client_ts_ms = Some(1_700_000_000_123);
+        e.extras.props = r#"{"value":12.5,"sku":["a","b"]}"#;
         for format in [RecordFormat::Rkyv, RecordFormat::Protobuf] {
             let mut buf = Vec::new();
             e.encode_into(format, &mut buf);
@@ -842,9 +839,9 @@ mod tests {
         let c = sample();
         let mut e = event(&c);
         e.route = EventRoute::Post;
-        e.event_type = "click";
-        e.client_ts_ms = Some(1);
-        e.props = r#"{"a":1}"#;
+        e.extras.event_type = "click";
+        e.extras.client_ts_ms = Some(1);
+        e.extras.props = r#"{"a":1}"#;
         let mut buf = Vec::new();
         e.encode_into(RecordFormat::Protobuf, &mut buf);
         let old: ReferenceTrackingEvent = prost::Message::decode(&buf[..]).unwrap();

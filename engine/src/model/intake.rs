@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::{check_id, BadId};
+use super::check_id;
 
 /// The longest event `type`.
 pub const EVENT_TYPE_BYTES_MAX: usize = 64;
@@ -151,7 +151,7 @@ fn item<'a>(value: &'a RawValue, limits: &IntakeLimits) -> Item<'a> {
         Some(id) => id,
     };
     if let Err(bad) = check_id(&program_id) {
-        return Item::bad(400, bad_id_reason(bad));
+        return Item::bad(400, bad.reason());
     }
     let event_id = match wire.event_id.as_deref().map(Uuid::try_parse) {
         None => None,
@@ -198,15 +198,6 @@ fn item<'a>(value: &'a RawValue, limits: &IntakeLimits) -> Item<'a> {
         client_ts_ms: wire.ts,
         props,
     })
-}
-
-/// The reason a GET answers for the same bad id.
-pub fn bad_id_reason(bad: BadId) -> &'static str {
-    match bad {
-        BadId::Empty => "ProgramId missing",
-        BadId::TooLong => "ProgramId longer than 128 bytes",
-        BadId::BadChar => "ProgramId may only hold A-Z a-z 0-9 _ -",
-    }
 }
 
 /// Whether `[` and `{` outside strings nest deeper than `max` anywhere in `text` (which need

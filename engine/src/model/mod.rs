@@ -14,8 +14,9 @@ mod routing;
 
 pub use campaign::{check_id, BadId, Campaign};
 pub use event::{
-    decode, decode_auto, DecodeError, DecodedEvent, Event, EventMore, EventRoute, EventV1, EventV2,
-    TrackingEvent, TrackingEventJson, EVENT_V1, EVENT_V2, RKYV_HEADER_BYTES, RKYV_MAGIC,
+    decode, decode_auto, DecodeError, DecodedEvent, Event, EventExtras, EventMore, EventRoute,
+    EventV1, EventV2, TrackingEvent, TrackingEventJson, EVENT_V1, EVENT_V2, RKYV_HEADER_BYTES,
+    RKYV_MAGIC,
 };
 pub use route::{client_ip, Route};
 pub use routing::owner;

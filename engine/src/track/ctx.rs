@@ -20,7 +20,7 @@ use crate::batch::Batcher;
 use crate::cache::{L1Outcome, L1Owner, LoadResult, Probe};
 use crate::config::{Ack, OnUnavailable};
 use crate::metrics::{ClickOutcome, Refusal, ShardMetrics};
-use crate::model::{click, owner, Campaign, Event, Route};
+use crate::model::{click, owner, Campaign, Event, EventExtras, Route};
 use crate::ports::CoreDataError;
 use crate::state::Shared;
 use crate::sys::{mono_ms, wall_ms};
@@ -225,12 +225,14 @@ impl ShardCtx {
             trace_id: m.trace_id,
             validated,
             route: m.event_route(),
-            event_type: m.posted.event_type,
-            client_ts_ms: m.posted.client_ts_ms,
-            props: m.posted.props,
-            visitor_id: m.visitor_id,
             bot: m.bot,
-            url,
+            extras: EventExtras {
+                event_type: m.posted.event_type,
+                client_ts_ms: m.posted.client_ts_ms,
+                props: m.posted.props,
+                visitor_id: m.visitor_id,
+                url,
+            },
         };
         let reply = || match click {
             Some(Ok(ref target)) => Reply::Redirect(target.clone()),
